@@ -1,0 +1,1 @@
+"""Rex-Omni toolkit core: detect anything by next point prediction."""

@@ -1,0 +1,45 @@
+"""The `rexomni` command: a thin dispatcher.
+
+Each room of the package that offers commands has a `cli` module with a `register(subparsers)`
+function that adds its subcommands; each subcommand stores its handler in `func`. Handlers import
+heavy libraries (torch, transformers) themselves, so `rexomni --help`, `rexomni parse` and
+`rexomni eval` start quickly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Modules whose `register(subparsers)` adds commands, in the order they appear in `--help`.
+COMMAND_MODULES = [
+    "rexomni_core.grammar_cli",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rexomni",
+        description="Rex-Omni toolkit: parse answers, make data, train, evaluate, predict.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (ValueError, FileNotFoundError) as error:
+        # Bad input is the user's to fix: a one-line message, not a traceback.
+        print(f"rexomni {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Evaluators (numpy only; pycocotools is imported lazily where AP is asked for)."""

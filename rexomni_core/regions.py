@@ -1,0 +1,275 @@
+"""Typed regions and the prediction that holds them, with converters to other ecosystems.
+
+All coordinates are in ORIGINAL-image pixels. `coords` is a flat list of floats for boxes
+(`[x0, y0, x1, y1]`), points (`[x, y]`) and polygons (`[x0, y0, x1, y1, …]`), and a mapping
+`name → [x, y] | None` (None: not visible) for keypoints. For OCR the phrase is the recognised
+text and `text` repeats it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Mapping, Sequence, Union
+
+
+@dataclass
+class Box:
+    phrase: str
+    coords: list[float]
+    text: str | None = None
+    score: float | None = None
+    kind: ClassVar[str] = "box"
+
+    @property
+    def xyxy(self) -> list[float]:
+        return list(self.coords)
+
+    def bounds(self) -> list[float]:
+        return list(self.coords)
+
+
+@dataclass
+class Point:
+    phrase: str
+    coords: list[float]
+    text: str | None = None
+    score: float | None = None
+    kind: ClassVar[str] = "point"
+
+    def bounds(self) -> list[float]:
+        x, y = self.coords
+        return [x, y, x, y]
+
+
+@dataclass
+class Polygon:
+    phrase: str
+    coords: list[float]
+    text: str | None = None
+    score: float | None = None
+    kind: ClassVar[str] = "polygon"
+
+    @property
+    def vertices(self) -> list[list[float]]:
+        return [[self.coords[i], self.coords[i + 1]] for i in range(0, len(self.coords), 2)]
+
+    def bounds(self) -> list[float]:
+        xs, ys = self.coords[0::2], self.coords[1::2]
+        return [min(xs), min(ys), max(xs), max(ys)]
+
+
+@dataclass
+class Keypoints:
+    """One instance (e.g. `person1`): its box and its named keypoints (None = not visible)."""
+
+    phrase: str
+    coords: dict[str, list[float] | None]
+    box: list[float] | None = None
+    instance_id: str | None = None
+    text: str | None = None
+    score: float | None = None
+    kind: ClassVar[str] = "keypoints"
+
+    def bounds(self) -> list[float]:
+        if self.box is not None:
+            return list(self.box)
+        visible = [xy for xy in self.coords.values() if xy is not None]
+        if not visible:
+            return [0.0, 0.0, 0.0, 0.0]
+        xs, ys = [p[0] for p in visible], [p[1] for p in visible]
+        return [min(xs), min(ys), max(xs), max(ys)]
+
+
+Region = Union[Box, Point, Polygon, Keypoints]
+REGION_KINDS: dict[str, type] = {cls.kind: cls for cls in (Box, Point, Polygon, Keypoints)}
+
+
+@dataclass(frozen=True)
+class ParseProblem:
+    """A piece of model text the parser dropped, and why."""
+
+    reason: str
+    fragment: str
+
+    def __str__(self) -> str:
+        fragment = self.fragment if len(self.fragment) <= 80 else self.fragment[:77] + "..."
+        return f"{self.reason}: {fragment!r}"
+
+
+@dataclass
+class Prediction:
+    """What one answer says: regions in original-image pixels, the raw text, what was dropped.
+
+    `phrases` lists every phrase the answer speaks of, in order of first appearance, including
+    those answered `None` (absent). Generation fields are filled by `RexOmni.predict`.
+    """
+
+    regions: list[Region]
+    raw_text: str
+    problems: list[ParseProblem]
+    width: float
+    height: float
+    task: str = "detection"
+    decode: str = "center"
+    phrases: list[str] = field(default_factory=list)
+    prompt: str | None = None
+    seconds: float | None = None
+    num_prompt_tokens: int | None = None
+    num_output_tokens: int | None = None
+
+    @property
+    def absent(self) -> list[str]:
+        """Phrases the answer names without any region (answered `None`)."""
+        present = {r.phrase for r in self.regions}
+        return [p for p in self.phrases if p not in present]
+
+    @property
+    def well_formed(self) -> bool:
+        return not self.problems
+
+    def by_phrase(self) -> dict[str, list[Region]]:
+        grouped: dict[str, list[Region]] = {p: [] for p in self.phrases}
+        for region in self.regions:
+            grouped.setdefault(region.phrase, []).append(region)
+        return grouped
+
+    def to_official(self) -> dict[str, list[dict[str, Any]]]:
+        """The released wrapper's `extracted_predictions`: phrase → list of region dicts.
+
+        Same keys, order and shapes as `rex_omni.parse_prediction` (points `[x, y]`, polygons as
+        `[[x, y], …]`, keypoints with `bbox`, `keypoints` (`"unvisible"` for hidden ones) and
+        `instance_id`). The values equal the released parser's when parsed with
+        `decode="official"`.
+        """
+        official: dict[str, list[dict[str, Any]]] = {}
+        for phrase, regions in self.by_phrase().items():
+            official[phrase] = [_official_region(r) for r in regions]
+        return official
+
+    def to_supervision(self):
+        """`sv.Detections` for boxes and polygons, `sv.KeyPoints` for points and keypoints.
+
+        Detections carry `data["class_name"]` (the phrases), `class_id` (index of the phrase in
+        `phrases`), `confidence` when every region has a score, polygons in `data["polygon"]`
+        and OCR text in `data["text"]`. Points become one-keypoint `KeyPoints`.
+        """
+        import numpy as np
+        import supervision as sv
+
+        kinds = {r.kind for r in self.regions}
+        class_ids = {p: i for i, p in enumerate(self.phrases)}
+        for r in self.regions:
+            class_ids.setdefault(r.phrase, len(class_ids))
+        if kinds & {"point", "keypoints"}:
+            if kinds - {"point", "keypoints"} or kinds == {"point", "keypoints"}:
+                raise ValueError(
+                    f"to_supervision() needs one family of regions, got {sorted(kinds)}"
+                )
+            return _keypoints_to_supervision(self.regions, class_ids, np, sv)
+        regions = self.regions
+        xyxy = np.array([r.bounds() for r in regions], dtype=np.float32).reshape(-1, 4)
+        scores = [r.score for r in regions]
+        confidence = (
+            np.array(scores, dtype=np.float32) if regions and None not in scores else None
+        )
+        data = {"class_name": np.array([r.phrase for r in regions], dtype=object)}
+        if "polygon" in kinds:
+            polygons = np.empty(len(regions), dtype=object)
+            for i, r in enumerate(regions):
+                polygons[i] = np.array(r.vertices if r.kind == "polygon" else [], dtype=np.float32)
+            data["polygon"] = polygons
+        if any(r.text is not None for r in regions):
+            data["text"] = np.array([r.text for r in regions], dtype=object)
+        return sv.Detections(
+            xyxy=xyxy,
+            class_id=np.array([class_ids[r.phrase] for r in regions], dtype=int),
+            confidence=confidence,
+            data=data,
+        )
+
+    def to_coco(
+        self, image_id: int, category_ids: Mapping[str, int], unknown: str = "error"
+    ) -> list[dict[str, Any]]:
+        """COCO result records (`bbox` as xywh; `segmentation` for polygons; `keypoints` as
+        x, y, v triplets; `point` for points). Regions without a score get score 1.0.
+
+        A phrase missing from `category_ids` raises (`unknown="error"`) or is left out
+        (`unknown="skip"`).
+        """
+        if unknown not in ("error", "skip"):
+            raise ValueError(f"unknown must be 'error' or 'skip', got {unknown!r}")
+        missing = sorted({r.phrase for r in self.regions} - set(category_ids))
+        if missing and unknown == "error":
+            raise ValueError(
+                f"phrases without a category id: {missing}; pass them in category_ids "
+                "or use unknown='skip'"
+            )
+        records = []
+        for region in self.regions:
+            if region.phrase not in category_ids:
+                continue
+            x0, y0, x1, y1 = region.bounds()
+            record: dict[str, Any] = {
+                "image_id": image_id,
+                "category_id": category_ids[region.phrase],
+                "bbox": [x0, y0, x1 - x0, y1 - y0],
+                "score": 1.0 if region.score is None else float(region.score),
+            }
+            if region.kind == "polygon":
+                record["segmentation"] = [list(region.coords)]
+            elif region.kind == "point":
+                record["point"] = list(region.coords)
+            elif region.kind == "keypoints":
+                record["keypoints"] = _coco_keypoint_triplets(region)
+            if region.text is not None:
+                record["text"] = region.text
+            records.append(record)
+        return records
+
+
+def _official_region(region: Region) -> dict[str, Any]:
+    if region.kind == "keypoints":
+        return {
+            "type": "keypoint",
+            "bbox": list(region.box) if region.box is not None else None,
+            "keypoints": {
+                name: list(xy) if xy is not None else "unvisible"
+                for name, xy in region.coords.items()
+            },
+            "instance_id": region.instance_id,
+        }
+    if region.kind == "polygon":
+        return {"type": "polygon", "coords": region.vertices}
+    return {"type": region.kind, "coords": list(region.coords)}
+
+
+def _coco_keypoint_triplets(region: Keypoints) -> list[float]:
+    triplets: list[float] = []
+    for xy in region.coords.values():
+        triplets.extend([xy[0], xy[1], 2] if xy is not None else [0.0, 0.0, 0])
+    return triplets
+
+
+def _keypoints_to_supervision(regions: Sequence[Region], class_ids, np, sv):
+    if not regions:
+        return sv.KeyPoints.empty()
+    if regions[0].kind == "point":
+        xy = np.array([[r.coords] for r in regions], dtype=np.float32)
+        visible = np.ones(xy.shape[:2], dtype=np.float32)
+    else:
+        names = [list(r.coords) for r in regions]
+        if any(n != names[0] for n in names):
+            raise ValueError("to_supervision() needs every keypoint instance to name the same keypoints")
+        xy = np.array(
+            [[xy if xy is not None else [0.0, 0.0] for xy in r.coords.values()] for r in regions],
+            dtype=np.float32,
+        )
+        visible = np.array(
+            [[xy is not None for xy in r.coords.values()] for r in regions], dtype=np.float32
+        )
+    return sv.KeyPoints(
+        xy=xy,
+        confidence=visible,
+        class_id=np.array([class_ids[r.phrase] for r in regions], dtype=int),
+        data={"class_name": np.array([r.phrase for r in regions], dtype=object)},
+    )
