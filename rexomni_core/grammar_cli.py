@@ -1,0 +1,54 @@
+"""`rexomni parse`: read a model answer from the command line or stdin."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .coords import DECODERS
+from .tasks import TASKS
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "parse",
+        help="parse a model answer into regions (JSON)",
+        description="Parse a Rex-Omni answer into regions in original-image pixels.",
+    )
+    parser.add_argument("text", nargs="?", help="the answer text; read from stdin when omitted")
+    parser.add_argument("--width", type=float, required=True, help="original image width (px)")
+    parser.add_argument("--height", type=float, required=True, help="original image height (px)")
+    parser.add_argument("--task", default="detection", choices=list(TASKS))
+    parser.add_argument("--decode", default="center", choices=DECODERS)
+    parser.add_argument(
+        "--official",
+        action="store_true",
+        help="print the released wrapper's extracted_predictions shape instead",
+    )
+    parser.set_defaults(func=run_parse)
+
+
+def run_parse(args: argparse.Namespace) -> int:
+    from .grammar import parse
+
+    text = sys.stdin.read() if args.text is None else args.text
+    prediction = parse(text, args.width, args.height, task=args.task, decode=args.decode)
+    if args.official:
+        print(json.dumps(prediction.to_official(), indent=1))
+        return 0
+    print(
+        json.dumps(
+            {
+                "regions": [
+                    {"phrase": r.phrase, "kind": r.kind, "coords": r.coords, "text": r.text}
+                    | ({"box": r.box, "instance_id": r.instance_id} if r.kind == "keypoints" else {})
+                    for r in prediction.regions
+                ],
+                "absent": prediction.absent,
+                "problems": [str(p) for p in prediction.problems],
+            },
+            indent=1,
+        )
+    )
+    return 0
