@@ -37,18 +37,18 @@ def run_parse(args: argparse.Namespace) -> int:
     if args.official:
         print(json.dumps(prediction.to_official(), indent=1))
         return 0
-    print(
-        json.dumps(
-            {
-                "regions": [
-                    {"phrase": r.phrase, "kind": r.kind, "coords": r.coords, "text": r.text}
-                    | ({"box": r.box, "instance_id": r.instance_id} if r.kind == "keypoints" else {})
-                    for r in prediction.regions
-                ],
-                "absent": prediction.absent,
-                "problems": [str(p) for p in prediction.problems],
-            },
-            indent=1,
-        )
-    )
+    print(json.dumps(prediction_record(prediction), indent=1))
     return 0
+
+
+def prediction_record(prediction) -> dict:
+    """A prediction as plain JSON: regions, absent phrases and parse problems."""
+    return {
+        "regions": [
+            {"phrase": r.phrase, "kind": r.kind, "coords": r.coords, "text": r.text}
+            | ({"box": r.box, "instance_id": r.instance_id} if r.kind == "keypoints" else {})
+            for r in prediction.regions
+        ],
+        "absent": prediction.absent,
+        "problems": [str(p) for p in prediction.problems],
+    }

@@ -84,6 +84,11 @@ NANO_GUI_WORDS = (
     "Settings", "Submit", "Login", "Name", "Email", "Password", "Next", "Back", "Home",
     "button", "text field", "check box", "icon", "title bar", "menu", "label", "window",
 )
+# Referring expressions: "the largest red shape", "the circle left of the blue star".
+NANO_REFERRING_WORDS = (
+    "the", "shape", "largest", "smallest", "leftmost", "rightmost", "topmost", "lowest",
+    "left of", "right of", "above", "below",
+)
 OCR_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 
 NANO_VOCAB_SIZE = 1024  # BPE merges + byte alphabet, before special and coordinate tokens
@@ -100,6 +105,8 @@ def _corpus(seed: int = 0, size: int = 4000) -> Iterator[str]:
     rng = random.Random(seed)
     phrases = nano_phrases() + list(NANO_GUI_WORDS) + list(OCR_GRANULARITIES)
     yield " ".join(nano_phrases() + list(NANO_GUI_WORDS) + ["None", "unvisible", "object"])
+    for _ in range(size // 10):
+        yield " ".join(rng.sample(NANO_REFERRING_WORDS, 3) + rng.sample(nano_phrases(), 2))
     for _ in range(size):
         # The chat scaffolding around every prompt (role names, system message).
         yield f"system\n{SYSTEM_PROMPT}\nuser\nassistant\n"
