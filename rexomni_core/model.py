@@ -153,7 +153,7 @@ def default_dtype(device: torch.device) -> torch.dtype:
 # --------------------------------------------------------------------------- nano
 
 
-def nano_config(tokenizer) -> Qwen2_5_VLConfig:
+def nano_config(tokenizer, text: dict | None = None, vision: dict | None = None) -> Qwen2_5_VLConfig:
     """Rex-Omni-nano: the real Qwen2.5-VL architecture at a few million parameters.
 
     Why these numbers (measured on this project's CPU feasibility runs, see the model card):
@@ -163,19 +163,21 @@ def nano_config(tokenizer) -> Qwen2_5_VLConfig:
       only the lowest frequencies, and a tiny model then learns y but barely x.
     - rope_theta 1000: short sequences (< 1k tokens) need no long-range wavelengths.
     - tied embeddings: the coordinate rows serve both reading (visual prompts) and writing.
+    `text` and `vision` override entries of the two sub-configs (tests build smaller models).
     """
     vision = dict(
-        depth=4, hidden_size=128, intermediate_size=512, num_heads=4, out_hidden_size=256,
+        depth=4, hidden_size=128, intermediate_size=512, num_heads=4,
         patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
         fullatt_block_indexes=[1, 3],
-    )
+    ) | (vision or {})
     text = dict(
         vocab_size=len(tokenizer), hidden_size=256, intermediate_size=768, num_hidden_layers=4,
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
         rope_parameters={"rope_type": "default", "rope_theta": 1000.0, "mrope_section": [2, 3, 3] * 4},
         bos_token_id=None, eos_token_id=tokenizer.convert_tokens_to_ids(IM_END),
         pad_token_id=tokenizer.pad_token_id,
-    )
+    ) | (text or {})
+    vision["out_hidden_size"] = text["hidden_size"]  # the merger feeds the language model
     ids = {
         name: tokenizer.convert_tokens_to_ids(token)
         for name, token in (
@@ -186,9 +188,10 @@ def nano_config(tokenizer) -> Qwen2_5_VLConfig:
     return Qwen2_5_VLConfig(vision_config=vision, text_config=text, tie_word_embeddings=True, **ids)
 
 
-def build_nano(seed: int = 0) -> "RexOmni":
+def build_nano(seed: int = 0, text: dict | None = None, vision: dict | None = None) -> "RexOmni":
     """A freshly initialised Rex-Omni-nano (random weights, sinusoidal coordinate embeddings)
-    with its tokenizer and a PIL image processor: the starting point of nano training."""
+    with its tokenizer and a PIL image processor: the starting point of nano training.
+    `text`/`vision` override the architecture (see `nano_config`)."""
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
 
     from .tokenizer import build_nano_tokenizer, coordinate_token_ids, init_coordinate_embeddings
@@ -199,7 +202,7 @@ def build_nano(seed: int = 0) -> "RexOmni":
     )
     processor = ImageOnlyQwen2_5_VLProcessor(image_processor, tokenizer, tokenizer.chat_template)
     torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(nano_config(tokenizer))
+    model = Qwen2_5_VLForConditionalGeneration(nano_config(tokenizer, text, vision))
     init_coordinate_embeddings(model, coordinate_token_ids(tokenizer))
     return RexOmni(model, processor)
 
@@ -312,7 +315,7 @@ class RexOmni:
             text=list(texts),
             padding=True,
             return_tensors="pt",
-            images_kwargs={"min_pixels": self.min_pixels, "max_pixels": self.max_pixels},
+            images_kwargs={"size": {"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels}},
         )
 
     # ----------------------------------------------------------------------- predict

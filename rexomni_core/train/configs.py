@@ -1,0 +1,112 @@
+"""Training configurations: typed dataclasses, read from and written to YAML.
+
+A YAML file mirrors the dataclass tree (`data:`, `lora:` are nested sections); unknown keys are
+errors, so a typo never silently trains with a default. `--set key=value` on the command line
+overrides any field (`--set data.seed=3`, `--set max_steps=200`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+NANO_INIT = "nano-init"  # `model:` value that starts from a freshly initialised nano model
+
+
+@dataclass
+class DataConfig:
+    """Where conversations come from: `factory(**kwargs)` returns an indexable endless source
+    (item i a conversation with image, task, prompt, answer, ...), pure in (seed, i) so a resumed
+    run continues at the index where it stopped."""
+
+    factory: str = "rexomni_core.data.samplers:ConversationStream"
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def build(self, **overrides: Any):
+        module_name, _, name = self.factory.partition(":")
+        if not name:
+            raise ValueError(f"data.factory must be 'module:callable', got {self.factory!r}")
+        factory = getattr(importlib.import_module(module_name), name)
+        return factory(**{**self.kwargs, **overrides})
+
+
+@dataclass
+class LoraSettings:
+    """LoRA through peft on the language model's projections; r = 0 trains every weight."""
+
+    r: int = 0
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: list[str] = field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    )
+
+
+@dataclass
+class SFTConfig:
+    output_dir: str = "runs/sft"
+    # "nano-init": a fresh nano model; None: the shipped nano; else a directory or hub id.
+    model: str | None = NANO_INIT
+    # With model "nano-init": overrides of the nano architecture, {"text": {...}, "vision": {...}}.
+    nano_architecture: dict[str, dict[str, Any]] = field(default_factory=dict)
+    data: DataConfig = field(default_factory=DataConfig)
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    max_steps: int = 1000
+    batch_size: int = 16
+    gradient_accumulation_steps: int = 1
+    learning_rate: float = 1e-3
+    min_learning_rate_ratio: float = 0.1  # cosine decays to this share of the peak
+    warmup_steps: int = 100
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    # Soft labels for coordinate targets: a Gaussian over neighbouring bins (in bins) instead of
+    # one-hot, so a near miss costs less than a far one. 0 = plain cross-entropy.
+    coordinate_sigma: float = 1.0
+    coordinate_radius: int = 3
+    freeze_vision: bool = False
+    min_pixels: int | None = None  # None: the processor's (released) bounds
+    max_pixels: int | None = None
+    logging_steps: int = 10
+    save_steps: int = 200
+    save_total_limit: int = 3
+    resume: bool = True  # continue from the newest checkpoint in output_dir when there is one
+    seed: int = 0
+    bf16: bool = False  # bf16 autocast (GPUs, and CPUs with avx512_bf16 or AMX); weights stay fp32
+    dataloader_num_workers: int = 0
+    report_to: str = "none"
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> "SFTConfig":
+        import yaml
+
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+        for item in overrides or []:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"--set takes key=value, got {item!r}")
+            node = raw
+            *parents, leaf = key.split(".")
+            for parent in parents:
+                node = node.setdefault(parent, {})
+            node[leaf] = yaml.safe_load(value)
+        return _from_dict(cls, raw)
+
+    def to_yaml(self, path: str | Path) -> None:
+        import yaml
+
+        Path(path).write_text(yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))
+
+
+def _from_dict(cls, raw: dict):
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(raw) - set(fields)
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}; known: {sorted(fields)}")
+    values = {}
+    for name, value in raw.items():
+        nested = {"data": DataConfig, "lora": LoraSettings}.get(name) if cls is SFTConfig else None
+        values[name] = _from_dict(nested, value or {}) if nested else value
+    return cls(**values)

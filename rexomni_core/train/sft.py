@@ -1,0 +1,212 @@
+"""Supervised fine-tuning of Rex-Omni (nano or released) on conversations.
+
+The transformers `Trainer` with two Rex-Omni pieces:
+- `SFTCollator`: chat template + answer + `<|im_end|>`, through the same processor call as
+  prediction (`RexOmni.encode`); labels mask everything but the answer and its `<|im_end|>`.
+- `coordinate_loss`: cross-entropy where a coordinate target is a Gaussian over neighbouring bins.
+Checkpoints are ordinary `save_pretrained` directories (plus optimizer state), so any checkpoint
+loads with `RexOmni.from_pretrained(path)`; a rerun with the same config resumes from the newest.
+Multi-GPU: launch the same command with `accelerate launch --config_file
+rexomni_core/train/accelerate/<zero2|fsdp>.yaml -m rexomni_core.cli train sft --config ...`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.utils.data import Dataset
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from ..coords import NUM_BINS
+from ..grammar import IM_END
+from ..model import RexOmni, build_nano, load_image, save_processor
+from ..tokenizer import coordinate_token_ids
+from .configs import NANO_INIT, SFTConfig
+
+IGNORE_INDEX = -100
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+class SFTCollator:
+    """Conversations → model inputs with labels on the answer tokens only."""
+
+    def __init__(self, rexomni: RexOmni):
+        self.rexomni = rexomni
+        self.tokenizer = rexomni.tokenizer
+
+    def __call__(self, conversations: Sequence[Any]) -> dict[str, torch.Tensor]:
+        targets = [c.answer + IM_END for c in conversations]
+        texts = [self.rexomni.chat_text(c.prompt) + t for c, t in zip(conversations, targets)]
+        batch = self.rexomni.encode([load_image(c.image) for c in conversations], texts)
+        labels = torch.full_like(batch["input_ids"], IGNORE_INDEX)
+        for i, target in enumerate(targets):
+            # Prompts are padded on the left, so each answer ends its row. The answer starts with
+            # a special token or after the template's newline, so it tokenizes the same alone.
+            n = len(self.tokenizer(target, add_special_tokens=False)["input_ids"])
+            labels[i, -n:] = batch["input_ids"][i, -n:]
+        batch["labels"] = labels
+        return dict(batch)
+
+
+def coordinate_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    coordinate_ids: torch.Tensor,
+    sigma: float = 1.0,
+    radius: int = 3,
+) -> torch.Tensor:
+    """Next-token cross-entropy; coordinate targets are soft over bins within `radius`.
+
+    For a target bin b the target distribution is ∝ exp(-(k - b)² / 2σ²) over the coordinate
+    tokens k in [b - radius, b + radius] ∩ [0, 999]. σ = 0 gives plain cross-entropy.
+    """
+    logits, labels = logits[:, :-1], labels[:, 1:]
+    keep = labels != IGNORE_INDEX
+    log_probs = F.log_softmax(logits[keep].float(), dim=-1)
+    targets = labels[keep]
+    loss = -log_probs.gather(1, targets[:, None])[:, 0]
+    if sigma > 0:
+        bin_of = torch.full((log_probs.shape[1],), -1, dtype=torch.long, device=targets.device)
+        bin_of[coordinate_ids] = torch.arange(NUM_BINS, device=targets.device)
+        bins = bin_of[targets]
+        is_coordinate = bins >= 0
+        offsets = torch.arange(-radius, radius + 1, device=targets.device)
+        neighbours = bins[is_coordinate, None] + offsets[None, :]
+        valid = (neighbours >= 0) & (neighbours < NUM_BINS)
+        weights = torch.exp(-(offsets.float() ** 2) / (2 * sigma**2))[None, :] * valid
+        weights = weights / weights.sum(dim=1, keepdim=True)
+        ids = coordinate_ids[neighbours.clamp(0, NUM_BINS - 1)]
+        soft = -(weights * log_probs[is_coordinate].gather(1, ids)).sum(dim=1)
+        loss = loss.clone()
+        loss[is_coordinate] = soft
+    return loss.mean()
+
+
+class RexOmniTrainer(Trainer):
+    def __init__(self, *args, coordinate_ids: torch.Tensor, sigma: float, radius: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.coordinate_ids, self.sigma, self.radius = coordinate_ids, sigma, radius
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        labels = inputs.pop("labels")
+        # Answers end every row (prompts are left-padded): the vocabulary projection is only
+        # needed over the last positions, which saves most of its cost.
+        keep = int((labels != IGNORE_INDEX).sum(dim=1).max()) + 1
+        outputs = model(**inputs, logits_to_keep=keep)
+        labels = labels[:, -keep:]
+        ids = self.coordinate_ids.to(labels.device)
+        loss = coordinate_loss(outputs.logits, labels, ids, self.sigma, self.radius)
+        return (loss, outputs) if return_outputs else loss
+
+
+class ConversationDataset(Dataset):
+    """The first `length` items of an endless indexable source, as a map-style dataset: the
+    Trainer shuffles indices, shards them across processes and skips them on resume."""
+
+    def __init__(self, source, length: int):
+        self.source, self.length = source, length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int):
+        return self.source[index]
+
+
+class SaveRexOmniFiles(TrainerCallback):
+    """Make every checkpoint a complete Rex-Omni directory (tokenizer + image processor)."""
+
+    def __init__(self, processor):
+        self.processor = processor
+
+    def on_save(self, args, state, control, **kwargs):
+        save_processor(self.processor, Path(args.output_dir) / f"checkpoint-{state.global_step}")
+
+
+def latest_checkpoint(output_dir: str | Path) -> Path | None:
+    found = [
+        (int(m.group(1)), path)
+        for path in Path(output_dir).glob("checkpoint-*")
+        if (m := _CHECKPOINT.match(path.name)) and (path / "trainer_state.json").is_file()
+    ]
+    return max(found)[1] if found else None
+
+
+def load_for_training(config: SFTConfig) -> RexOmni:
+    if config.model == NANO_INIT:
+        rexomni = build_nano(seed=config.seed, **config.nano_architecture)
+    else:
+        rexomni = RexOmni.from_pretrained(config.model, device="cpu", dtype=torch.float32)
+    if config.min_pixels is not None:
+        rexomni.min_pixels = config.min_pixels
+    if config.max_pixels is not None:
+        rexomni.max_pixels = config.max_pixels
+    return rexomni
+
+
+def train_sft(config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()) -> Path:
+    """Run (or resume) SFT; returns the directory of the final model (`output_dir/final`)."""
+    output_dir = Path(config.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    config.to_yaml(output_dir / "sft_config.yaml")
+    rexomni = load_for_training(config)
+    model = rexomni.model.train()
+    if config.freeze_vision:
+        model.model.visual.requires_grad_(False)
+    if config.lora.r > 0:
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(
+            r=config.lora.r,
+            lora_alpha=config.lora.alpha,
+            lora_dropout=config.lora.dropout,
+            # Only the language model's projections: the vision tower has its own names.
+            target_modules=rf"model\.language_model\..*\.({'|'.join(config.lora.target_modules)})",
+        )
+        model = get_peft_model(model, lora)
+    resume = latest_checkpoint(output_dir) if config.resume else None
+    samples = config.max_steps * config.batch_size * config.gradient_accumulation_steps
+    dataset = ConversationDataset(config.data.build(), length=samples)
+    args = TrainingArguments(
+        output_dir=str(output_dir),
+        max_steps=config.max_steps,
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type="cosine_with_min_lr",
+        lr_scheduler_kwargs={"min_lr_rate": config.min_learning_rate_ratio},
+        warmup_steps=config.warmup_steps,
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        logging_steps=config.logging_steps,
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        seed=config.seed,
+        bf16=config.bf16,
+        use_cpu=not torch.cuda.is_available(),  # transformers wants this said for CPU bf16
+        dataloader_num_workers=config.dataloader_num_workers,
+        remove_unused_columns=False,  # the collator's columns are the model's inputs
+        report_to=config.report_to,
+    )
+    trainer = RexOmniTrainer(
+        model=model,
+        args=args,
+        train_dataset=dataset,
+        data_collator=SFTCollator(rexomni),
+        coordinate_ids=torch.tensor(coordinate_token_ids(rexomni.tokenizer)),
+        sigma=config.coordinate_sigma,
+        radius=config.coordinate_radius,
+        callbacks=[SaveRexOmniFiles(rexomni.processor), *callbacks],
+    )
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    final = output_dir / "final"
+    if config.lora.r > 0:
+        model = model.merge_and_unload()
+    RexOmni(model.eval(), rexomni.processor).save_pretrained(final)
+    (final / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+    return final
