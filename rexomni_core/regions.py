@@ -255,7 +255,7 @@ def _keypoints_to_supervision(regions: Sequence[Region], class_ids, np, sv):
         return sv.KeyPoints.empty()
     if regions[0].kind == "point":
         xy = np.array([[r.coords] for r in regions], dtype=np.float32)
-        visible = np.ones(xy.shape[:2], dtype=np.float32)
+        visible = np.ones(xy.shape[:2], dtype=bool)
     else:
         names = [list(r.coords) for r in regions]
         if any(n != names[0] for n in names):
@@ -264,12 +264,10 @@ def _keypoints_to_supervision(regions: Sequence[Region], class_ids, np, sv):
             [[xy if xy is not None else [0.0, 0.0] for xy in r.coords.values()] for r in regions],
             dtype=np.float32,
         )
-        visible = np.array(
-            [[xy is not None for xy in r.coords.values()] for r in regions], dtype=np.float32
-        )
+        visible = np.array([[xy is not None for xy in r.coords.values()] for r in regions], dtype=bool)
     return sv.KeyPoints(
         xy=xy,
-        confidence=visible,
+        visible=visible,
         class_id=np.array([class_ids[r.phrase] for r in regions], dtype=int),
         data={"class_name": np.array([r.phrase for r in regions], dtype=object)},
     )
