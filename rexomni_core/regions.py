@@ -13,27 +13,25 @@ from typing import Any, ClassVar, Mapping, Sequence, Union
 
 
 @dataclass
-class Box:
+class _FlatRegion:
+    """Fields shared by the regions whose coordinates are a flat list of floats."""
+
     phrase: str
     coords: list[float]
     text: str | None = None
     score: float | None = None
-    kind: ClassVar[str] = "box"
 
-    @property
-    def xyxy(self) -> list[float]:
-        return list(self.coords)
+
+@dataclass
+class Box(_FlatRegion):
+    kind: ClassVar[str] = "box"
 
     def bounds(self) -> list[float]:
         return list(self.coords)
 
 
 @dataclass
-class Point:
-    phrase: str
-    coords: list[float]
-    text: str | None = None
-    score: float | None = None
+class Point(_FlatRegion):
     kind: ClassVar[str] = "point"
 
     def bounds(self) -> list[float]:
@@ -42,11 +40,7 @@ class Point:
 
 
 @dataclass
-class Polygon:
-    phrase: str
-    coords: list[float]
-    text: str | None = None
-    score: float | None = None
+class Polygon(_FlatRegion):
     kind: ClassVar[str] = "polygon"
 
     @property
@@ -81,7 +75,6 @@ class Keypoints:
 
 
 Region = Union[Box, Point, Polygon, Keypoints]
-REGION_KINDS: dict[str, type] = {cls.kind: cls for cls in (Box, Point, Polygon, Keypoints)}
 
 
 @dataclass(frozen=True)
