@@ -40,18 +40,6 @@ def run_parse(args: argparse.Namespace) -> int:
     if args.official:
         print(json.dumps(prediction.to_official(), indent=1))
         return 0
-    print(
-        json.dumps(
-            {
-                "regions": [
-                    {"phrase": r.phrase, "kind": r.kind, "coords": r.coords, "text": r.text}
-                    | ({"box": r.box, "instance_id": r.instance_id} if r.kind == "keypoints" else {})
-                    for r in prediction.regions
-                ],
-                "absent": prediction.absent,
-                "problems": [str(p) for p in prediction.problems],
-            },
-            indent=1,
-        )
-    )
+    summary = prediction.to_dict()
+    print(json.dumps({key: summary[key] for key in ("regions", "absent", "problems")}, indent=1))
     return 0

@@ -126,6 +126,22 @@ class Prediction:
             grouped.setdefault(region.phrase, []).append(region)
         return grouped
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary: regions, absent phrases, problems and generation facts."""
+        return {
+            "task": self.task,
+            "image_size": [self.width, self.height],
+            "decode": self.decode,
+            "regions": [region_to_dict(r) for r in self.regions],
+            "absent": self.absent,
+            "problems": [str(p) for p in self.problems],
+            "prompt": self.prompt,
+            "raw_text": self.raw_text,
+            "seconds": self.seconds,
+            "num_prompt_tokens": self.num_prompt_tokens,
+            "num_output_tokens": self.num_output_tokens,
+        }
+
     def to_official(self) -> dict[str, list[dict[str, Any]]]:
         """The released wrapper's `extracted_predictions`: phrase → list of region dicts.
 
@@ -218,6 +234,17 @@ class Prediction:
                 record["text"] = region.text
             records.append(record)
         return records
+
+
+def region_to_dict(region: Region) -> dict[str, Any]:
+    record: dict[str, Any] = {"phrase": region.phrase, "kind": region.kind, "coords": region.coords}
+    if region.kind == "keypoints":
+        record.update(box=region.box, instance_id=region.instance_id)
+    if region.text is not None:
+        record["text"] = region.text
+    if region.score is not None:
+        record["score"] = region.score
+    return record
 
 
 def _official_region(region: Region) -> dict[str, Any]:

@@ -90,3 +90,10 @@ def test_every_paraphrase_builds_for_every_task():
         for template in task.templates:
             prompt = build_prompt(task.name, template=template, **inputs)
             assert "{" not in prompt.replace('{"object_1"', "")
+
+
+def test_split_categories_reads_a_comma_list():
+    from rexomni_core.tasks import split_categories
+
+    assert split_categories(" red circle, blue star ,,") == ["red circle", "blue star"]
+    assert split_categories("   ") == []
