@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("eval", help="score predictions (F1@IoU, AP, points, OCR, ...)")
     commands = parser.add_subparsers(dest="eval_command", metavar="METRIC")
     commands.required = True
-    for add in (_add_f1,):
+    for add in (_add_f1, _add_ap, _add_visual_prompt, _add_points, _add_duplicates):
         add(commands)
 
 
@@ -39,15 +39,104 @@ def _add_f1(commands) -> None:
 
 def _run_f1(args: argparse.Namespace) -> int:
     from rexomni_core.eval.f1 import evaluate_f1
+
+    gt, dets = _load_boxes(args, with_polygons=args.iou_type == "segm")
+    _emit(args, evaluate_f1(gt, dets, args.protocol).to_dict(), _f1_table)
+    return 0
+
+
+def _add_ap(commands) -> None:
+    parser = commands.add_parser("ap", help="COCO AP/AR via pycocotools (predictions need scores)")
+    _add_inputs(parser)
+    parser.add_argument("--plot", metavar="PNG", help="also save the precision-recall curves here")
+    parser.set_defaults(func=_run_ap)
+
+
+def _run_ap(args: argparse.Namespace) -> int:
+    from rexomni_core.eval.coco_ap import coco_ap, save_pr_curve
+
+    report = coco_ap(*_load_boxes(args))
+    result: dict[str, Any] = dict(report.stats)
+    if args.plot:
+        result["plot"] = str(save_pr_curve(report, args.plot))
+    _emit(args, result, _plain_table)
+    return 0
+
+
+def _add_visual_prompt(commands) -> None:
+    parser = commands.add_parser("vp", help="visual prompting: F1 with categories pooled, counting MAE")
+    _add_inputs(parser)
+    parser.set_defaults(func=_run_visual_prompt)
+
+
+def _run_visual_prompt(args: argparse.Namespace) -> int:
+    from rexomni_core.eval.f1 import counting_mae, sound_f1
+
+    gt, dets = _load_boxes(args)
+    result = sound_f1(gt, dets, pool_categories=True).to_dict()
+    result["counting_mae"] = counting_mae(gt, dets)
+    _emit(args, result, lambda r: _f1_table(r) + f"\ncounting MAE  {r['counting_mae']:.4f}")
+    return 0
+
+
+def _add_points(commands) -> None:
+    parser = commands.add_parser("points", help="F1@Point: results with `point` [x, y] against GT masks/boxes")
+    _add_inputs(parser)
+    parser.add_argument("--masks", action="store_true", help="use the GT `segmentation` polygons (else the GT boxes)")
+    parser.set_defaults(func=_run_points)
+
+
+def _run_points(args: argparse.Namespace) -> int:
+    from rexomni_core.eval.inputs import detections_from_records, load_ground_truth, read_json
+    from rexomni_core.eval.points import pointing_f1_arrays
+
+    gt = load_ground_truth(args.gt, with_polygons=args.masks)
+    records = read_json(args.pred)
+    # A point is checked and stored as a zero-size box, so the same record checks apply.
+    as_boxes = [_point_as_box(record) for record in records] if isinstance(records, list) else records
+    dets = detections_from_records(as_boxes, gt, args.pred, args.strict)
+    _warn_left_out(dets.issues)
+    report = pointing_f1_arrays(gt, dets)
+    result = {key: value for key, value in report.to_dict().items() if "@0.5" in key or key.startswith("num_")}
+    result = {key.replace("@0.5", "@point"): value for key, value in result.items()}
+    _emit(args, result, _plain_table)
+    return 0
+
+
+def _point_as_box(record: Any) -> Any:
+    if isinstance(record, dict) and "point" in record and "bbox" not in record:
+        point = record["point"]
+        bbox = [*point, 0, 0] if isinstance(point, list) and len(point) == 2 else point
+        return {**record, "bbox": bbox}
+    return record
+
+
+def _add_duplicates(commands) -> None:
+    parser = commands.add_parser("duplicates", help="duplicate-box rates (both definitions) and large-box rate")
+    _add_inputs(parser)
+    parser.set_defaults(func=_run_duplicates)
+
+
+def _run_duplicates(args: argparse.Namespace) -> int:
+    from rexomni_core.eval.duplicates import file_degeneracy
+
+    gt, dets = _load_boxes(args)
+    _emit(args, file_degeneracy(gt, dets), _plain_table)
+    return 0
+
+
+def _load_boxes(args: argparse.Namespace, with_polygons: bool = False):
+    """Checked GT and predictions; bad prediction records are reported on stderr."""
     from rexomni_core.eval.inputs import load_detections, load_ground_truth
 
-    polygons = args.iou_type == "segm"
-    gt = load_ground_truth(args.gt, with_polygons=polygons)
-    dets = load_detections(args.pred, gt, strict=args.strict, with_polygons=polygons)
-    report = evaluate_f1(gt, dets, args.protocol)
+    gt = load_ground_truth(args.gt, with_polygons=with_polygons)
+    dets = load_detections(args.pred, gt, strict=args.strict, with_polygons=with_polygons)
     _warn_left_out(dets.issues)
-    _emit(args, report.to_dict(), _f1_table)
-    return 0
+    return gt, dets
+
+
+def _plain_table(result: dict[str, Any]) -> str:
+    return "\n".join(f"{key:24}{value:.4f}" if isinstance(value, float) else f"{key:24}{value}" for key, value in result.items())
 
 
 def _warn_left_out(issues) -> None:

@@ -9,7 +9,7 @@ Two protocols (shared/spec/METRICS.md):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Hashable, Iterable, Sequence
 
 import numpy as np
 
@@ -20,6 +20,7 @@ from rexomni_core.eval.matching import (
     MatchResult,
     box_iou_pairs,
     greedy_match,
+    match_in_order,
     polygon_iou,
     rank_within_group,
     same_group_pairs,
@@ -204,6 +205,35 @@ def sound_f1(gt: GroundTruth, dets: Detections, pool_categories: bool = False) -
     return sound_from_counts(counts, "sound", len(dets), issue_counts(dets))
 
 
+def f1_from_quality_groups(
+    groups: Iterable[tuple[Hashable, np.ndarray]], thresholds: Sequence[float] = IOU_THRESHOLDS
+) -> F1Report:
+    """Sound-protocol F1 for tasks scored one small group at a time (points, OCR, keypoints).
+
+    Each group is (category, 2-D (P, G) quality array) with rows in output order; it has G GT.
+    With one threshold, the three headline points coincide.
+    """
+    category_rows: dict[Hashable, int] = {}
+    tp, fp, num_gt = [], [], []
+    for category, quality in groups:
+        row = category_rows.setdefault(category, len(category_rows))
+        if row == len(tp):
+            tp.append(np.zeros(len(thresholds)))
+            fp.append(np.zeros(len(thresholds)))
+            num_gt.append(0)
+        outcome = match_in_order(quality, thresholds).outcome
+        tp[row] += (outcome == TRUE_POSITIVE).sum(axis=1)
+        fp[row] += (outcome == FALSE_POSITIVE).sum(axis=1)
+        num_gt[row] += quality.shape[1]
+    num_t = len(thresholds)
+    counts = CategoryCounts(
+        tp=np.array(tp).T.reshape(num_t, -1),
+        fp=np.array(fp).T.reshape(num_t, -1),
+        gt=np.array(num_gt, dtype=np.float64),
+    )
+    return sound_from_counts(counts, "sound", int(counts.tp[0].sum() + counts.fp[0].sum()), {})
+
+
 # ---------------------------------------------------------------------------------------------
 # Paper protocol: each quirk of the released evaluator is one function.
 
@@ -342,3 +372,11 @@ def evaluate_f1(gt: GroundTruth, dets: Detections, protocol: str = "sound") -> F
     if protocol == "paper":
         return paper_f1(gt, dets)
     raise ValueError(f"unknown protocol {protocol!r} (expected one of {', '.join(PROTOCOLS)})")
+
+
+def counting_mae(gt: GroundTruth, dets: Detections) -> float:
+    """Visual prompting's counting error: mean over GT images of |#predictions − #non-crowd GT|."""
+    num_images = len(gt.image_ids)
+    expected = np.bincount(gt.image_index[~gt.is_crowd], minlength=num_images)
+    predicted = np.bincount(dets.image_index, minlength=num_images)
+    return float(np.abs(predicted - expected).mean()) if num_images else 0.0

@@ -206,8 +206,11 @@ def _check_list(file: str, payload: Any, what: str) -> list:
 
 def load_ground_truth(path: str | Path, with_polygons: bool = False) -> GroundTruth:
     """Read a COCO ground-truth file (images, annotations, categories)."""
-    file = str(path)
-    payload = read_json(path)
+    return ground_truth_from_payload(read_json(path), str(path), with_polygons)
+
+
+def ground_truth_from_payload(payload: Any, file: str = "<ground truth>", with_polygons: bool = False) -> GroundTruth:
+    """A parsed COCO ground truth (images, annotations, categories) as arrays, checked."""
     if not isinstance(payload, dict):
         raise BadInputError([RecordIssue(file, -1, "(top level)", "expected a COCO object with images, annotations, categories")])
     missing = [key for key in ("images", "annotations", "categories") if key not in payload]

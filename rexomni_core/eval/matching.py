@@ -75,7 +75,7 @@ def polygon_mask(rings: Sequence[np.ndarray], origin: tuple[int, int], shape: tu
     return mask
 
 
-def _as_rings(polygon: Sequence) -> list[np.ndarray]:
+def as_rings(polygon: Sequence) -> list[np.ndarray]:
     """A flat [x0, y0, x1, y1, ...] list is one ring; a list of such lists is several."""
     parts = polygon if len(polygon) and isinstance(polygon[0], (list, tuple, np.ndarray)) else [polygon]
     return [np.asarray(part, dtype=np.float64).reshape(-1, 2) for part in parts]
@@ -87,7 +87,7 @@ def polygon_iou(polygon_a: Sequence, polygon_b: Sequence) -> float:
     Pixel-level like COCO's mask IoU (pycocotools rasterises polygons too); exact enough for
     thresholds 0.5..0.95 on regions more than a few pixels wide.
     """
-    rings_a, rings_b = _as_rings(polygon_a), _as_rings(polygon_b)
+    rings_a, rings_b = as_rings(polygon_a), as_rings(polygon_b)
     both = np.vstack(rings_a + rings_b)
     lo = np.floor(both.min(axis=0)).astype(int)
     hi = np.ceil(both.max(axis=0)).astype(int)
@@ -212,3 +212,15 @@ def _match_one_rank(
     on_crowd = np.maximum.reduceat((above & crowd[None, :]).astype(np.int8), segment_start, axis=1)
     t_idx, s_idx = np.nonzero((winner < 0) & (on_crowd > 0))
     outcome[t_idx, segment_pred[s_idx]] = IGNORED
+
+
+def match_in_order(
+    quality: np.ndarray, thresholds: Sequence[float], gt_is_crowd: np.ndarray | None = None
+) -> MatchResult:
+    """The greedy matcher on one group given its (P, G) quality matrix, predictions in row order
+    (output order)."""
+    quality = np.asarray(quality, dtype=np.float64)
+    num_preds, num_gt = quality.shape
+    pairs = CandidatePairs(pred=np.repeat(np.arange(num_preds), num_gt), gt=np.tile(np.arange(num_gt), num_preds))
+    crowd = np.zeros(num_gt, dtype=bool) if gt_is_crowd is None else np.asarray(gt_is_crowd, dtype=bool)
+    return greedy_match(pairs, quality.reshape(-1), np.arange(num_preds), crowd, thresholds)
