@@ -107,11 +107,8 @@ def measure(name: str, command: list[str], env: dict[str, str]) -> Run:
 
 
 def our_command() -> list[str]:
-    """`rexomni eval f1` through the package dispatcher; the eval room's own entry point when the
-    dispatcher cannot load another room's commands (a branch without them)."""
-    probe = subprocess.run([sys.executable, "-c", "import rexomni_core.cli as c; c.build_parser()"], cwd=REPO_ROOT, capture_output=True)
-    module = "rexomni_core.cli" if probe.returncode == 0 else "rexomni_core.eval.cli"
-    return [sys.executable, "-m", module, "eval", "f1"]
+    """`rexomni eval f1`, the whole process, through the package's command dispatcher."""
+    return [sys.executable, "-m", "rexomni_core.cli", "eval", "f1"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -172,69 +172,47 @@ def build_demo(loaded: LoadedModel, gpu: Callable[[Callable], Callable] | None =
         )
         if loaded.error:
             gr.Markdown(f"⚠ **The model could not be loaded.** {loaded.error}", elem_id="load-error")
-        with gr.Tab("Detection"):
-            with gr.Row():
-                with gr.Column():
-                    image = gr.Image(label="Image", type="pil")
-                    categories = gr.Textbox(label="Categories or a referring phrase (comma separated)", value="red circle, blue star")
-                    button = gr.Button("Run", variant="primary")
-                outputs = _result_panel()
-            button.click(detect, [image, categories], outputs, api_name=TAB_ENDPOINTS["Detection"])
-            _add_examples("Detection", [image, categories])
-        with gr.Tab("Pointing"):
-            with gr.Row():
-                with gr.Column():
-                    image = gr.Image(label="Image", type="pil")
-                    categories = gr.Textbox(label="Categories (comma separated)", value="green circle")
-                    button = gr.Button("Run", variant="primary")
-                outputs = _result_panel()
-            button.click(point, [image, categories], outputs, api_name=TAB_ENDPOINTS["Pointing"])
-            _add_examples("Pointing", [image, categories])
-        with gr.Tab("Visual prompting"):
-            with gr.Row():
-                with gr.Column():
-                    drawing = image_annotator(label="Draw reference boxes", image_type="pil", label_list=["object"], use_default_label=True)
-                    button = gr.Button("Run", variant="primary")
-                outputs = _result_panel()
-            button.click(visual_prompt, [drawing], outputs, api_name=TAB_ENDPOINTS["Visual prompting"])
-            _add_examples("Visual prompting", [drawing])
-        with gr.Tab("OCR"):
-            with gr.Row():
-                with gr.Column():
-                    image = gr.Image(label="Image", type="pil")
-                    granularity = gr.Radio(list(OCR_GRANULARITIES), value="word", label="Read")
-                    shape = gr.Radio(["box", "polygon"], value="box", label="As")
-                    button = gr.Button("Run", variant="primary")
-                outputs = _result_panel()
-            button.click(ocr, [image, granularity, shape], outputs, api_name=TAB_ENDPOINTS["OCR"])
-            _add_examples("OCR", [image, granularity, shape])
-        with gr.Tab("GUI grounding"):
-            with gr.Row():
-                with gr.Column():
-                    image = gr.Image(label="Screenshot", type="pil")
-                    element = gr.Textbox(label="Element", value="Save button")
-                    mode = gr.Radio(["box", "point"], value="box", label="Answer with")
-                    button = gr.Button("Run", variant="primary")
-                outputs = _result_panel()
-            button.click(gui_ground, [image, element, mode], outputs, api_name=TAB_ENDPOINTS["GUI grounding"])
-            _add_examples("GUI grounding", [image, element, mode])
-        with gr.Tab("Keypoints"):
-            with gr.Row():
-                with gr.Column():
-                    image = gr.Image(label="Image", type="pil")
-                    category = gr.Textbox(label="Category", value="person")
-                    keypoint_type = gr.Dropdown(list(KEYPOINT_SCHEMAS), value="person", label="Keypoint schema")
-                    button = gr.Button("Run", variant="primary")
-                outputs = _result_panel()
-            button.click(keypoints, [image, category, keypoint_type], outputs, api_name=TAB_ENDPOINTS["Keypoints"])
-            _add_examples("Keypoints", [image, category, keypoint_type])
+        _task_tab("Detection", detect, lambda: [
+            gr.Image(label="Image", type="pil"),
+            gr.Textbox(label="Categories or a referring phrase (comma separated)", value="red circle, blue star"),
+        ])
+        _task_tab("Pointing", point, lambda: [
+            gr.Image(label="Image", type="pil"),
+            gr.Textbox(label="Categories (comma separated)", value="green circle"),
+        ])
+        _task_tab("Visual prompting", visual_prompt, lambda: [
+            image_annotator(label="Draw reference boxes", image_type="pil", label_list=["object"], use_default_label=True),
+        ])
+        _task_tab("OCR", ocr, lambda: [
+            gr.Image(label="Image", type="pil"),
+            gr.Radio(list(OCR_GRANULARITIES), value="word", label="Read"),
+            gr.Radio(["box", "polygon"], value="box", label="As"),
+        ])
+        _task_tab("GUI grounding", gui_ground, lambda: [
+            gr.Image(label="Screenshot", type="pil"),
+            gr.Textbox(label="Element", value="Save button"),
+            gr.Radio(["box", "point"], value="box", label="Answer with"),
+        ])
+        _task_tab("Keypoints", keypoints, lambda: [
+            gr.Image(label="Image", type="pil"),
+            gr.Textbox(label="Category", value="person"),
+            gr.Dropdown(list(KEYPOINT_SCHEMAS), value="person", label="Keypoint schema"),
+        ])
     return demo
 
 
-def _add_examples(tab: str, inputs: list) -> None:
-    rows = _examples(tab)
-    if rows:
-        gr.Examples(rows, inputs, label="Examples from the nano world")
+def _task_tab(title: str, handler: Callable, make_inputs: Callable[[], list]) -> None:
+    """One tab: the task's inputs and Run on the left, the result panel on the right."""
+    with gr.Tab(title):
+        with gr.Row():
+            with gr.Column():
+                inputs = make_inputs()
+                button = gr.Button("Run", variant="primary")
+            outputs = _result_panel()
+        button.click(handler, inputs, outputs, api_name=TAB_ENDPOINTS[title])
+        rows = _examples(title)
+        if rows:
+            gr.Examples(rows, inputs, label="Examples from the nano world")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -9,7 +9,7 @@ import math
 import numpy as np
 import pytest
 
-from rexomni_core.eval.cli import main
+from rexomni_core.cli import main
 from rexomni_core.eval.coco_ap import coco_ap, save_pr_curve
 from rexomni_core.eval.duplicates import (
     AnswerShape,

@@ -170,22 +170,3 @@ def _f1_table(result: dict[str, Any]) -> str:
             values = [result[f"{prefix}{name}@{point}"] for name in ("precision", "recall", "f1")]
             rows.append(f"{title + ' ' + label:14}" + "".join(f"{v:10.4f}" for v in values))
     return "\n".join(rows)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m rexomni_core.eval.cli eval METRIC ...`: the same command as `rexomni eval`,
-    without importing the other rooms' commands (the speed benchmark times this path too)."""
-    parser = argparse.ArgumentParser(prog="rexomni")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    subparsers.required = True
-    register(subparsers)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"rexomni eval: error: {error}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
