@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("eval", help="score predictions (F1@IoU, AP, points, OCR, ...)")
     commands = parser.add_subparsers(dest="eval_command", metavar="METRIC")
     commands.required = True
-    for add in (_add_f1, _add_ap, _add_visual_prompt, _add_points, _add_duplicates):
+    for add in (_add_f1, _add_ap, _add_visual_prompt, _add_points, _add_duplicates, _add_run):
         add(commands)
 
 
@@ -88,7 +88,7 @@ def _add_points(commands) -> None:
 
 def _run_points(args: argparse.Namespace) -> int:
     from rexomni_core.eval.inputs import detections_from_records, load_ground_truth, read_json
-    from rexomni_core.eval.points import pointing_f1_arrays
+    from rexomni_core.eval.points import pointing_f1_arrays, pointing_summary
 
     gt = load_ground_truth(args.gt, with_polygons=args.masks)
     records = read_json(args.pred)
@@ -96,10 +96,7 @@ def _run_points(args: argparse.Namespace) -> int:
     as_boxes = [_point_as_box(record) for record in records] if isinstance(records, list) else records
     dets = detections_from_records(as_boxes, gt, args.pred, args.strict)
     _warn_left_out(dets.issues)
-    report = pointing_f1_arrays(gt, dets)
-    result = {key: value for key, value in report.to_dict().items() if "@0.5" in key or key.startswith("num_")}
-    result = {key.replace("@0.5", "@point"): value for key, value in result.items()}
-    _emit(args, result, _plain_table)
+    _emit(args, pointing_summary(pointing_f1_arrays(gt, dets)), _plain_table)
     return 0
 
 
@@ -122,6 +119,31 @@ def _run_duplicates(args: argparse.Namespace) -> int:
 
     gt, dets = _load_boxes(args)
     _emit(args, file_degeneracy(gt, dets), _plain_table)
+    return 0
+
+
+def _add_run(commands) -> None:
+    parser = commands.add_parser("run", help="predict a COCO dataset with a model, then score it")
+    parser.add_argument("--model", help="checkpoint directory or hub id (default: the embedded Rex-Omni-nano)")
+    parser.add_argument("--data", required=True, help="dataset folder: one COCO JSON and its images")
+    parser.add_argument("--task", required=True, choices=["detection", "referring", "pointing", "visual_prompting"])
+    parser.add_argument("--out", help="folder for answers.jsonl, predictions.json, metrics.json (default: runs/eval-TASK); a rerun resumes")
+    parser.add_argument("--categories", choices=["present", "all"], default="present", help="phrases each prompt names")
+    parser.add_argument("--protocol", choices=PROTOCOLS, default="sound")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.set_defaults(func=_run_model)
+
+
+def _run_model(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rexomni_core.eval.run import evaluate_model
+    from rexomni_core.model import RexOmni
+
+    model = RexOmni.from_pretrained(args.model)
+    out = Path(args.out or f"runs/eval-{args.task}")
+    metrics = evaluate_model(model, Path(args.data), args.task, out, args.categories, args.protocol)
+    _emit(args, metrics, _plain_table)
     return 0
 
 

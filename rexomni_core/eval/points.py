@@ -78,3 +78,9 @@ def pointing_f1_arrays(gt: GroundTruth, points: Detections) -> F1Report:
     for p in range(len(points)):
         predictions[points.image_index[p]].append(Point(names[points.category_index[p]], points.boxes[p, :2].tolist()))
     return pointing_f1(zip(predictions, targets))
+
+
+def pointing_summary(report: F1Report) -> dict:
+    """F1@Point and its counts: a hit does not depend on an IoU threshold, so only one point."""
+    result = {key: value for key, value in report.to_dict().items() if "@0.5" in key or key.startswith("num_")}
+    return {key.replace("@0.5", "@point"): value for key, value in result.items()}
