@@ -12,6 +12,8 @@ import sys
 from typing import Any, Callable
 
 from rexomni_core.eval.f1 import PROTOCOLS
+from rexomni_core.eval.run import CATEGORY_CHOICES
+from rexomni_core.eval.run import TASKS as RUN_TASKS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -126,9 +128,9 @@ def _add_run(commands) -> None:
     parser = commands.add_parser("run", help="predict a COCO dataset with a model, then score it")
     parser.add_argument("--model", help="checkpoint directory or hub id (default: the embedded Rex-Omni-nano)")
     parser.add_argument("--data", required=True, help="dataset folder: one COCO JSON and its images")
-    parser.add_argument("--task", required=True, choices=["detection", "referring", "pointing", "visual_prompting"])
+    parser.add_argument("--task", required=True, choices=RUN_TASKS)
     parser.add_argument("--out", help="folder for answers.jsonl, predictions.json, metrics.json (default: runs/eval-TASK); a rerun resumes")
-    parser.add_argument("--categories", choices=["present", "all"], default="present", help="phrases each prompt names")
+    parser.add_argument("--categories", choices=CATEGORY_CHOICES, default="present", help="phrases each prompt names")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="sound")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.set_defaults(func=_run_model)

@@ -224,3 +224,22 @@ def match_in_order(
     pairs = CandidatePairs(pred=np.repeat(np.arange(num_preds), num_gt), gt=np.tile(np.arange(num_gt), num_preds))
     crowd = np.zeros(num_gt, dtype=bool) if gt_is_crowd is None else np.asarray(gt_is_crowd, dtype=bool)
     return greedy_match(pairs, quality.reshape(-1), np.arange(num_preds), crowd, thresholds)
+
+
+def one_to_one(quality: np.ndarray) -> list[tuple[int, int, float]]:
+    """Pair rows with columns one-to-one, best quality first (greedy), skipping zero quality.
+
+    Used where every pair's quality counts (rewards) rather than a threshold (F1@IoU).
+    """
+    quality = np.asarray(quality, dtype=np.float64)
+    if quality.size == 0:
+        return []
+    rows, cols = np.nonzero(quality > 0)
+    order = np.argsort(-quality[rows, cols], kind="stable")
+    row_used, col_used, pairs = set(), set(), []
+    for r, c in zip(rows[order], cols[order]):
+        if r not in row_used and c not in col_used:
+            row_used.add(r)
+            col_used.add(c)
+            pairs.append((int(r), int(c), float(quality[r, c])))
+    return pairs
