@@ -118,11 +118,19 @@ def _result_panel():
 
 
 def _examples(tab: str) -> list[list]:
+    """Example rows of a tab from assets/examples/examples.json; file names become paths."""
     manifest = EXAMPLES_DIR / "examples.json"
     if not manifest.exists():
         return []
-    rows = json.loads(manifest.read_text()).get(tab, [])
-    return [[str(EXAMPLES_DIR / row[0]), *row[1:]] for row in rows]
+
+    def resolve(value):
+        if isinstance(value, dict) and "image" in value:
+            return {**value, "image": str(EXAMPLES_DIR / value["image"])}
+        if isinstance(value, str) and value.endswith(".png"):
+            return str(EXAMPLES_DIR / value)
+        return value
+
+    return [[resolve(value) for value in row] for row in json.loads(manifest.read_text()).get(tab, [])]
 
 
 def build_demo(loaded: LoadedModel, gpu: Callable[[Callable], Callable] | None = None) -> gr.Blocks:
