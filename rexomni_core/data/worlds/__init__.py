@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from .common import Annotation, Mask, Scene
+from .gui import generate_gui
+from .keypoints import generate_keypoints
+from .ocr import generate_ocr
 from .shapes import generate_shapes
 
 GENERATORS = {
     "shapes": generate_shapes,
+    "ocr": generate_ocr,
+    "gui": generate_gui,
+    "keypoints": generate_keypoints,
 }
 WORLDS = tuple(GENERATORS)
 
