@@ -200,6 +200,17 @@ def sample_keypoint(scene: Scene, rng: random.Random) -> Conversation:
     return _conversation(scene, "keypoint", prompt, regions, [people[0].category])
 
 
+def record_conversation(record) -> Conversation:
+    """A real-data record (formats.Record) → detection of every category it holds, crowds left out.
+
+    The released prompt is used (no sampling), so `rexomni data show` on a dataset is repeatable.
+    """
+    regions = [Box(a.category, list(a.box)) for a in record.annotations if a.attributes.get("iscrowd") != "1"]
+    phrases = list(dict.fromkeys(r.phrase for r in regions)) or sorted({a.category for a in record.annotations})
+    prompt = sample_prompt("detection", random.Random(0), released_share=1.0, categories=phrases or ["object"])
+    return _conversation(record, "detection", prompt, regions, phrases)
+
+
 # --------------------------------------------------------------------------- registry
 
 Sampler = Callable[[Scene, random.Random], "Conversation | None"]
