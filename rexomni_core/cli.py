@@ -15,6 +15,7 @@ import sys
 # Modules whose `register(subparsers)` adds commands, in the order they appear in `--help`.
 COMMAND_MODULES = [
     "rexomni_core.grammar_cli",
+    "rexomni_core.data.cli",
     "rexomni_core.eval.cli",
 ]
 

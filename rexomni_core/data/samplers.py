@@ -138,6 +138,79 @@ def sample_referring(scene: Scene, rng: random.Random) -> Conversation | None:
     return _conversation(scene, "referring", prompt, regions, [expression])
 
 
+# --------------------------------------------------------------------------- OCR, GUI, keypoints
+
+
+def _ocr_granularity(scene: Scene, rng: random.Random) -> str:
+    categories = sorted({a.category for a in scene.annotations})
+    return rng.choice(categories)
+
+
+def sample_ocr_box(scene: Scene, rng: random.Random) -> Conversation:
+    """Every word (or every text line) with its box; the phrase is the text itself."""
+    granularity = _ocr_granularity(scene, rng)
+    regions = [Box(a.text, list(a.box), text=a.text) for a in scene.annotations if a.category == granularity]
+    prompt = sample_prompt("ocr_box", rng, categories=[granularity])
+    return _conversation(scene, "ocr_box", prompt, regions, [r.phrase for r in regions])
+
+
+def sample_ocr_polygon(scene: Scene, rng: random.Random) -> Conversation:
+    granularity = _ocr_granularity(scene, rng)
+    regions = [Polygon(a.text, list(a.polygon), text=a.text) for a in scene.annotations if a.category == granularity]
+    prompt = sample_prompt("ocr_polygon", rng, categories=[granularity])
+    return _conversation(scene, "ocr_polygon", prompt, regions, [r.phrase for r in regions])
+
+
+def gui_phrase(annotation: Annotation, scene: Scene, rng: random.Random) -> str:
+    """"Save button"; or the role alone ("title bar") when the screen has one element of it."""
+    role = annotation.attributes["role"]
+    alone = sum(a.attributes["role"] == role for a in scene.annotations) == 1
+    if alone and rng.random() < 0.4:
+        return role
+    return f"{annotation.attributes['label']} {role}"
+
+
+def _sample_gui(scene: Scene, rng: random.Random, task: str, region_type) -> Conversation:
+    annotation = rng.choice(scene.annotations)
+    phrase = gui_phrase(annotation, scene, rng)
+    if region_type is Box:
+        region = Box(phrase, list(annotation.box))
+    else:
+        region = Point(phrase, annotation_point(annotation))
+    prompt = sample_prompt(task, rng, categories=[phrase])
+    return _conversation(scene, task, prompt, [region], [phrase])
+
+
+def sample_gui_grounding(scene: Scene, rng: random.Random) -> Conversation:
+    return _sample_gui(scene, rng, "gui_grounding", Box)
+
+
+def sample_gui_pointing(scene: Scene, rng: random.Random) -> Conversation:
+    return _sample_gui(scene, rng, "gui_pointing", Point)
+
+
+def sample_keypoint(scene: Scene, rng: random.Random) -> Conversation:
+    """Every person, left to right, with its box and its 17 keypoints (hidden ones `unvisible`)."""
+    people = sorted(scene.annotations, key=lambda a: (a.box[0], a.box[1]))
+    regions = [
+        Keypoints(a.category, {name: a.keypoints[name] for name in KEYPOINT_SCHEMAS[a.category]}, box=list(a.box))
+        for a in people
+    ]
+    prompt = sample_prompt("keypoint", rng, categories=[people[0].category], keypoint_type=people[0].category)
+    return _conversation(scene, "keypoint", prompt, regions, [people[0].category])
+
+
+def record_conversation(record) -> Conversation:
+    """A real-data record (formats.Record) → detection of every category it holds, crowds left out.
+
+    The released prompt is used (no sampling), so `rexomni data show` on a dataset is repeatable.
+    """
+    regions = [Box(a.category, list(a.box)) for a in record.annotations if a.attributes.get("iscrowd") != "1"]
+    phrases = list(dict.fromkeys(r.phrase for r in regions)) or sorted({a.category for a in record.annotations})
+    prompt = sample_prompt("detection", random.Random(0), released_share=1.0, categories=phrases or ["object"])
+    return _conversation(record, "detection", prompt, regions, phrases)
+
+
 # --------------------------------------------------------------------------- registry
 
 Sampler = Callable[[Scene, random.Random], "Conversation | None"]
@@ -147,11 +220,19 @@ SAMPLERS: dict[str, Sampler] = {
     "referring": sample_referring,
     "pointing": sample_pointing,
     "visual_prompting": sample_visual_prompting,
+    "ocr_box": sample_ocr_box,
+    "ocr_polygon": sample_ocr_polygon,
+    "gui_grounding": sample_gui_grounding,
+    "gui_pointing": sample_gui_pointing,
+    "keypoint": sample_keypoint,
 }
 
 # Which tasks each world can pose.
 WORLD_TASKS: dict[str, tuple[str, ...]] = {
     "shapes": ("detection", "referring", "pointing", "visual_prompting"),
+    "ocr": ("ocr_box", "ocr_polygon"),
+    "gui": ("gui_grounding", "gui_pointing"),
+    "keypoints": ("keypoint",),
 }
 
 
@@ -183,6 +264,11 @@ DEFAULT_MIXTURE: tuple[MixtureEntry, ...] = (
     MixtureEntry("shapes", "pointing", 1.5),
     MixtureEntry("shapes", "pointing", 0.5, split="dense"),
     MixtureEntry("shapes", "visual_prompting", 1.0),
+    MixtureEntry("ocr", "ocr_box", 1.0),
+    MixtureEntry("ocr", "ocr_polygon", 1.0),
+    MixtureEntry("gui", "gui_grounding", 1.0),
+    MixtureEntry("gui", "gui_pointing", 1.0),
+    MixtureEntry("keypoints", "keypoint", 1.0),
 )
 
 

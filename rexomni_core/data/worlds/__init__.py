@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 from .common import Annotation, Mask, Scene
+from .gui import ROLES, generate_gui
+from .keypoints import generate_keypoints
+from .ocr import generate_ocr
+from .shapes import CATEGORIES as SHAPE_CATEGORIES
 from .shapes import generate_shapes
 
 GENERATORS = {
     "shapes": generate_shapes,
+    "ocr": generate_ocr,
+    "gui": generate_gui,
+    "keypoints": generate_keypoints,
 }
 WORLDS = tuple(GENERATORS)
+# COCO categories of each world, in a fixed order so category ids are stable across runs.
+WORLD_CATEGORIES: dict[str, tuple[str, ...]] = {
+    "shapes": SHAPE_CATEGORIES,
+    "ocr": ("word", "text line"),
+    "gui": ROLES,
+    "keypoints": ("person",),
+}
 
 
 def generate(world: str, seed: int, split: str = "normal") -> Scene:
@@ -20,4 +34,4 @@ def generate(world: str, seed: int, split: str = "normal") -> Scene:
     return generator(seed, split)
 
 
-__all__ = ["Annotation", "Mask", "Scene", "GENERATORS", "WORLDS", "generate"]
+__all__ = ["Annotation", "Mask", "Scene", "GENERATORS", "WORLDS", "WORLD_CATEGORIES", "generate"]

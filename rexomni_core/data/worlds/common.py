@@ -41,6 +41,15 @@ class Mask:
     y: int
     bits: np.ndarray  # bool, shape (h, w)
 
+    @classmethod
+    def from_full(cls, bits: np.ndarray) -> "Mask":
+        """A whole-image mask cropped to its tight box (an empty mask keeps a 0×0 crop)."""
+        rows = np.flatnonzero(bits.any(axis=1))
+        cols = np.flatnonzero(bits.any(axis=0))
+        if rows.size == 0:
+            return cls(0, 0, np.zeros((0, 0), dtype=bool))
+        return cls(int(cols[0]), int(rows[0]), bits[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].copy())
+
     def full(self, width: int, height: int) -> np.ndarray:
         """The mask as a (height, width) bool array of the whole image."""
         canvas = np.zeros((height, width), dtype=bool)
@@ -134,20 +143,24 @@ def _gradient_colours(rng: np.random.Generator) -> tuple[tuple[int, int, int], t
             return start, end
 
 
+def linear_gradient(rng: np.random.Generator, width: int, height: int, start, end) -> Image.Image:
+    """A gradient from `start` to `end` colour along a random direction."""
+    angle = rng.uniform(0, 2 * np.pi)
+    xs = np.arange(width, dtype=np.float32)[None, :] * np.cos(angle)
+    ys = np.arange(height, dtype=np.float32)[:, None] * np.sin(angle)
+    t = xs + ys
+    t = (t - t.min()) / max(float(t.max() - t.min()), 1.0)
+    pixels = (1 - t[..., None]) * np.asarray(start, np.float32) + t[..., None] * np.asarray(end, np.float32)
+    return Image.fromarray(pixels.astype(np.uint8), "RGB")
+
+
 def background(rng: np.random.Generator, width: int, height: int, kinds=BACKGROUND_KINDS) -> Image.Image:
     """A plain colour, a linear gradient at a random angle, or low-contrast smooth noise."""
     kind = kinds[int(rng.integers(len(kinds)))]
     if kind == "plain":
         return Image.new("RGB", (width, height), background_colour(rng))
     if kind == "gradient":
-        start, end = _gradient_colours(rng)
-        angle = rng.uniform(0, 2 * np.pi)
-        xs = np.arange(width, dtype=np.float32)[None, :] * np.cos(angle)
-        ys = np.arange(height, dtype=np.float32)[:, None] * np.sin(angle)
-        t = xs + ys
-        t = (t - t.min()) / max(float(t.max() - t.min()), 1.0)
-        pixels = (1 - t[..., None]) * np.asarray(start, np.float32) + t[..., None] * np.asarray(end, np.float32)
-        return Image.fromarray(pixels.astype(np.uint8), "RGB")
+        return linear_gradient(rng, width, height, *_gradient_colours(rng))
     # Noise: drawn coarse and upsampled (fast, and smooth like paper or fabric texture).
     base = np.asarray(background_colour(rng), dtype=np.int16)
     amplitude = int(rng.integers(6, 16))
@@ -225,6 +238,6 @@ def load_font(path: str | None, size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.truetype(path, size=size)
 
 
-def random_font(rng: np.random.Generator, size: int) -> ImageFont.FreeTypeFont:
+def random_font_file(rng: np.random.Generator) -> str | None:
     files = font_files()
-    return load_font(files[int(rng.integers(len(files)))], size)
+    return files[int(rng.integers(len(files)))]
