@@ -16,6 +16,7 @@ import sys
 COMMAND_MODULES = [
     "rexomni_core.grammar_cli",
     "rexomni_core.data.cli",
+    "rexomni_core.model_cli",
     "rexomni_core.eval.cli",
 ]
 

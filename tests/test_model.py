@@ -1,0 +1,184 @@
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("transformers")
+import torch
+from PIL import Image
+
+from rexomni_core import RexOmni
+from rexomni_core.cli import main as cli_main
+from rexomni_core.model import (
+    NANO_DIR,
+    ImageOnlyQwen2_5_VLProcessor,
+    build_nano,
+    load_image,
+    load_processor,
+)
+from rexomni_core.regions import Prediction
+from rexomni_core.tasks import build_prompt
+from tests.tiny_shapes import TinyShapes
+
+SHIPPED = (NANO_DIR / "model.safetensors").is_file()
+needs_shipped = pytest.mark.skipif(not SHIPPED, reason="nano checkpoint not shipped yet")
+
+
+@pytest.fixture(scope="module")
+def random_nano(tmp_path_factory):
+    """A freshly initialised nano model saved to disk (no training: fast, deterministic)."""
+    directory = tmp_path_factory.mktemp("nano")
+    build_nano(seed=0).save_pretrained(directory)
+    return directory
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return RexOmni.from_pretrained() if SHIPPED else None
+
+
+def test_nano_architecture_is_the_real_qwen25vl_at_tiny_size(random_nano):
+    model = RexOmni.from_pretrained(random_nano)
+    config = model.model.config
+    assert type(model.model).__name__ == "Qwen2_5_VLForConditionalGeneration"
+    # Interleaved M-RoPE: sections repeat so t/h/w alternate over the frequency range.
+    assert config.text_config.rope_parameters["mrope_section"] == [2, 3, 3] * 4
+    assert sum(p.numel() for p in model.model.parameters()) < 8_000_000
+    assert (random_nano / "model.safetensors").stat().st_size <= 25 * 2**20
+    assert not list(random_nano.glob("*.bin"))
+    assert model.model.config._attn_implementation == "sdpa"
+    assert model.model.dtype == torch.float32 and model.device.type == "cpu"
+
+
+def test_processor_loads_through_the_same_api_without_torchvision(random_nano):
+    processor = load_processor(random_nano)
+    assert hasattr(processor, "image_processor") and hasattr(processor, "tokenizer")
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        assert isinstance(processor, ImageOnlyQwen2_5_VLProcessor)
+    config = json.loads((random_nano / "preprocessor_config.json").read_text())
+    assert config["processor_class"] == "Qwen2_5_VLProcessor"  # stock AutoProcessor reads it
+
+
+def test_a_directory_with_only_a_tokenizer_is_refused(random_nano, tmp_path):
+    # AutoProcessor silently returns the bare tokenizer here; loading must not accept that.
+    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        (tmp_path / name).write_bytes((random_nano / name).read_bytes())
+    with pytest.raises(ValueError, match="not an image \\+ text processor"):
+        load_processor(tmp_path)
+
+
+def test_unreachable_hub_id_gives_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(OSError, match="huggingface-cli download"):
+        RexOmni.from_pretrained("IDEA-Research/no-such-rexomni-model", device="cpu")
+
+
+def test_save_and_reload_give_identical_outputs(random_nano, tmp_path):
+    model = RexOmni.from_pretrained(random_nano)
+    image = TinyShapes(seed=3)[0].image
+    first = model.predict(image, categories=["red circle"], max_new_tokens=12)
+    model.save_pretrained(tmp_path)
+    again = RexOmni.from_pretrained(tmp_path).predict(image, categories=["red circle"], max_new_tokens=12)
+    assert again.raw_text == first.raw_text
+    for name, tensor in model.model.state_dict().items():
+        assert torch.equal(tensor, RexOmni.from_pretrained(tmp_path).model.state_dict()[name]), name
+
+
+def test_predict_fills_the_prediction(random_nano):
+    model = RexOmni.from_pretrained(random_nano)
+    image = Image.new("RGB", (200, 170), (20, 20, 20))
+    prediction = model.predict(image, task="pointing", categories="blue star", max_new_tokens=8)
+    assert isinstance(prediction, Prediction)
+    assert prediction.prompt == build_prompt("pointing", ["blue star"])
+    assert (prediction.width, prediction.height) == (200, 170)
+    assert 0 < prediction.num_output_tokens <= 8
+    assert prediction.num_prompt_tokens > 16 and prediction.seconds > 0
+    # Special tokens are kept in the raw text (the parser needs them).
+    text = model.tokenizer.decode(model.tokenizer.encode(prediction.raw_text), skip_special_tokens=False)
+    assert text == prediction.raw_text
+
+
+def test_inputs_are_validated(random_nano):
+    model = RexOmni.from_pretrained(random_nano)
+    image = Image.new("RGB", (64, 64))
+    with pytest.raises(ValueError, match="needs categories"):
+        model.predict(image, task="detection")
+    with pytest.raises(ValueError, match="list of images"):
+        model.predict_batch(image, categories=["a"])
+    with pytest.raises(ValueError, match="2 category lists for 1 images"):
+        model.predict_batch([image], categories=[["a"], ["b"]])
+
+
+def test_load_image_normalises_modes_and_orientation(tmp_path):
+    rgba = Image.new("RGBA", (30, 20), (255, 0, 0, 0))
+    assert load_image(rgba).getpixel((0, 0)) == (255, 255, 255)  # transparent → white
+    assert load_image(Image.new("L", (30, 20), 7)).mode == "RGB"
+    assert load_image(Image.new("CMYK", (30, 20), (0, 255, 255, 0))).getpixel((0, 0))[0] > 200
+    assert load_image(np.zeros((20, 30, 3), np.uint8)).size == (30, 20)
+    assert load_image(np.zeros((20, 30), np.uint8)).size == (30, 20)
+    path = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90° clockwise to display
+    Image.new("RGB", (40, 10)).save(path, exif=exif)
+    assert load_image(path).size == (10, 40)
+    assert load_image(str(path)).size == (10, 40)
+
+
+@pytest.mark.parametrize("size", [(20000, 20), (400, 1), (1, 1000)])
+def test_absurd_sizes_are_refused(size):
+    with pytest.raises(ValueError, match="sides must be|aspect ratio"):
+        load_image(Image.new("L", size))
+
+
+def test_load_image_rejects_bad_inputs(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_image(tmp_path / "missing.png")
+    with pytest.raises(ValueError, match="uint8"):
+        load_image(np.zeros((4, 4, 3), np.float32))
+    with pytest.raises(ValueError, match="PIL image"):
+        load_image(42)
+
+
+@needs_shipped
+def test_embedded_nano_loads_offline_fast():
+    start = time.perf_counter()
+    RexOmni.from_pretrained()
+    assert time.perf_counter() - start < 2.0
+    assert sum(f.stat().st_size for f in NANO_DIR.glob("*.safetensors")) <= 25 * 2**20
+
+
+@needs_shipped
+def test_embedded_nano_detects_a_shape(shipped):
+    conversation = TinyShapes(seed=7, max_objects=1, sizes=(200, 300), tasks=("detection",))[0]
+    prediction = shipped.predict(conversation.image, categories=conversation.phrases)
+    assert prediction.well_formed, prediction.raw_text
+    assert prediction.raw_text.endswith("<|im_end|>")
+
+
+@needs_shipped
+def test_batch_matches_single_predictions(shipped):
+    world = TinyShapes(seed=11, max_objects=2, sizes=(160, 300), tasks=("detection",))
+    conversations = [world[i] for i in range(3)]
+    batch = shipped.predict_batch(
+        [c.image for c in conversations], categories=[c.phrases for c in conversations]
+    )
+    for conversation, predicted in zip(conversations, batch):
+        single = shipped.predict(conversation.image, categories=conversation.phrases)
+        assert predicted.raw_text == single.raw_text
+        assert predicted.num_prompt_tokens == single.num_prompt_tokens
+
+
+@needs_shipped
+def test_cli_predict_writes_json_and_pictures(tmp_path, capsys):
+    path = tmp_path / "shapes.png"
+    TinyShapes(seed=5, max_objects=2, sizes=(200, 200))[0].image.save(path)
+    out = tmp_path / "out"
+    assert cli_main(["predict", str(path), "--categories", "red circle, blue star", "--json", "--out", str(out)]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["image"] == str(path) and "raw_text" in record and "regions" in record
+    assert (out / "shapes.json").is_file() and Image.open(out / "shapes.png").size == (200, 200)
