@@ -247,6 +247,17 @@ def region_to_dict(region: Region) -> dict[str, Any]:
     return record
 
 
+def region_from_dict(record: Mapping[str, Any]) -> Region:
+    """The inverse of `region_to_dict` (for regions stored as JSON, e.g. GRPO ground truth)."""
+    common = {"phrase": record["phrase"], "text": record.get("text"), "score": record.get("score")}
+    if record["kind"] == "keypoints":
+        return Keypoints(coords=record["coords"], box=record.get("box"), instance_id=record.get("instance_id"), **common)
+    kinds = {"box": Box, "point": Point, "polygon": Polygon}
+    if record["kind"] not in kinds:
+        raise ValueError(f"unknown region kind {record['kind']!r}; expected box, point, polygon or keypoints")
+    return kinds[record["kind"]](coords=list(record["coords"]), **common)
+
+
 def _official_region(region: Region) -> dict[str, Any]:
     if region.kind == "keypoints":
         return {

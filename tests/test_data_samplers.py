@@ -153,3 +153,13 @@ def test_messages_carry_prompt_and_answer():
     roles = [m["role"] for m in conversation.messages()]
     assert roles == ["system", "user", "assistant"]
     assert conversation.messages()[2]["content"][0]["text"] == conversation.answer
+
+
+def test_mixture_entries_may_be_plain_mappings_as_read_from_yaml():
+    from rexomni_core.data.samplers import ConversationStream, MixtureEntry
+
+    stream = ConversationStream(mixture=[{"world": "shapes", "task": "detection", "split": "dense"}], seed=3)
+    assert stream.mixture == (MixtureEntry("shapes", "detection", 1.0, "dense"),)
+    assert stream[0].task == "detection"
+    with pytest.raises(TypeError):
+        ConversationStream(mixture=[{"world": "shapes", "tsk": "detection"}])

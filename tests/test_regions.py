@@ -76,3 +76,17 @@ def test_parse_then_coco_then_official_agree_on_a_detection():
     assert official["dog"] == [] and official["cat"][0]["type"] == "box"
     x0, y0, x1, y1 = official["cat"][0]["coords"]
     assert pred.to_coco(1, {"cat": 1, "dog": 2})[0]["bbox"] == pytest.approx([x0, y0, x1 - x0, y1 - y0])
+
+
+def test_region_dicts_round_trip():
+    from rexomni_core.regions import region_from_dict, region_to_dict
+
+    regions = [
+        Box("cat", [1.0, 2.0, 3.0, 4.0], score=0.5),
+        Point("dog", [5.0, 6.0]),
+        Polygon("EXIT", [0.0, 0.0, 4.0, 0.0, 4.0, 2.0], text="EXIT"),
+        Keypoints("person", {"nose": [1.0, 2.0], "left eye": None}, box=[0, 0, 9, 9], instance_id="person1"),
+    ]
+    assert [region_from_dict(region_to_dict(r)) for r in regions] == regions
+    with pytest.raises(ValueError, match="unknown region kind 'mask'"):
+        region_from_dict({"phrase": "x", "kind": "mask", "coords": []})

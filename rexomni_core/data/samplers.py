@@ -296,6 +296,8 @@ class ConversationStream:
     def __post_init__(self) -> None:
         if not self.mixture:
             raise ValueError("the mixture needs at least one entry")
+        # Entries may come from YAML as plain mappings: {world: shapes, task: detection, ...}.
+        self.mixture = tuple(MixtureEntry(**e) if isinstance(e, dict) else e for e in self.mixture)
         for entry in self.mixture:
             if entry.task not in WORLD_TASKS.get(entry.world, ()):
                 raise ValueError(f"mixture entry {entry}: world {entry.world!r} cannot pose task {entry.task!r}")
