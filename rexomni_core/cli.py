@@ -15,8 +15,10 @@ import sys
 # Modules whose `register(subparsers)` adds commands, in the order they appear in `--help`.
 COMMAND_MODULES = [
     "rexomni_core.grammar_cli",
+    "rexomni_core.data.cli",
     "rexomni_core.model_cli",
     "rexomni_core.train.cli",
+    "rexomni_core.eval.cli",
 ]
 
 

@@ -20,11 +20,13 @@ def register(subparsers) -> None:
     parser.add_argument("--width", type=float, required=True, help="original image width (px)")
     parser.add_argument("--height", type=float, required=True, help="original image height (px)")
     parser.add_argument("--task", default="detection", choices=list(TASKS))
-    parser.add_argument("--decode", default="center", choices=DECODERS)
+    parser.add_argument(
+        "--decode", choices=DECODERS, help="coordinate decoder (default: center; official with --official)"
+    )
     parser.add_argument(
         "--official",
         action="store_true",
-        help="print the released wrapper's extracted_predictions shape instead",
+        help="print what the released wrapper prints (its extracted_predictions, decoded bin/999)",
     )
     parser.set_defaults(func=run_parse)
 
@@ -33,22 +35,11 @@ def run_parse(args: argparse.Namespace) -> int:
     from .grammar import parse
 
     text = sys.stdin.read() if args.text is None else args.text
-    prediction = parse(text, args.width, args.height, task=args.task, decode=args.decode)
+    decode = args.decode or ("official" if args.official else "center")
+    prediction = parse(text, args.width, args.height, task=args.task, decode=decode)
     if args.official:
         print(json.dumps(prediction.to_official(), indent=1))
         return 0
-    print(json.dumps(prediction_record(prediction), indent=1))
+    summary = prediction.to_dict()
+    print(json.dumps({key: summary[key] for key in ("regions", "absent", "problems")}, indent=1))
     return 0
-
-
-def prediction_record(prediction) -> dict:
-    """A prediction as plain JSON: regions, absent phrases and parse problems."""
-    return {
-        "regions": [
-            {"phrase": r.phrase, "kind": r.kind, "coords": r.coords, "text": r.text}
-            | ({"box": r.box, "instance_id": r.instance_id} if r.kind == "keypoints" else {})
-            for r in prediction.regions
-        ],
-        "absent": prediction.absent,
-        "problems": [str(p) for p in prediction.problems],
-    }

@@ -6,8 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
-from .grammar_cli import prediction_record
-from .tasks import TASKS
+from .tasks import TASKS, split_categories
 
 
 def register(subparsers) -> None:
@@ -35,9 +34,10 @@ def register(subparsers) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from .model import RexOmni
+    from .model import RexOmni, load_image
+    from .viz import annotate
 
-    categories = [c.strip() for c in args.categories.split(",") if c.strip()] if args.categories else None
+    categories = split_categories(args.categories) if args.categories else None
     model = RexOmni.from_pretrained(args.model, device=args.device)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -52,18 +52,7 @@ def run_predict(args: argparse.Namespace) -> int:
             max_new_tokens=args.max_new_tokens,
         )
         for path, prediction in zip(paths, predictions):
-            record = {
-                "image": str(path),
-                "width": prediction.width,
-                "height": prediction.height,
-                "task": prediction.task,
-                "prompt": prediction.prompt,
-                "raw_text": prediction.raw_text,
-                "seconds": round(prediction.seconds, 4),
-                "num_prompt_tokens": prediction.num_prompt_tokens,
-                "num_output_tokens": prediction.num_output_tokens,
-                **prediction_record(prediction),
-            }
+            record = {"image": str(path), **prediction.to_dict()}
             if args.json:
                 print(json.dumps(record))
             else:
@@ -71,38 +60,16 @@ def run_predict(args: argparse.Namespace) -> int:
             if args.out:
                 stem = args.out / Path(path).stem
                 stem.with_suffix(".json").write_text(json.dumps(record, indent=1))
-                annotate(path, prediction).save(stem.with_suffix(".png"))
+                annotate(load_image(path), prediction).save(stem.with_suffix(".png"))
     return 0
 
 
 def _summary(record: dict) -> str:
-    lines = [f"{record['image']} ({record['width']}x{record['height']}, {record['seconds']:.2f} s)"]
+    width, height = record["image_size"]
+    lines = [f"{record['image']} ({width}x{height}, {record['seconds']:.2f} s)"]
     for region in record["regions"]:
         coords = ", ".join(f"{v:.1f}" for v in region["coords"]) if region["kind"] != "keypoints" else "…"
         lines.append(f"  {region['phrase']}: {region['kind']} [{coords}]")
     lines += [f"  {phrase}: none" for phrase in record["absent"]]
     lines += [f"  (problem: {problem})" for problem in record["problems"]]
     return "\n".join(lines)
-
-
-def annotate(image, prediction):
-    """The image with boxes, points and polygons drawn (PIL only, no extra dependency)."""
-    from PIL import ImageDraw
-
-    from .model import load_image
-
-    canvas = load_image(image)
-    draw = ImageDraw.Draw(canvas)
-    palette = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6"]
-    colours = {}
-    for region in prediction.regions:
-        colour = colours.setdefault(region.phrase, palette[len(colours) % len(palette)])
-        x0, y0, x1, y1 = region.bounds()
-        if region.kind == "point":
-            draw.ellipse([x0 - 4, y0 - 4, x0 + 4, y0 + 4], outline=colour, width=2)
-        elif region.kind == "polygon":
-            draw.polygon([tuple(v) for v in region.vertices], outline=colour)
-        else:
-            draw.rectangle([x0, y0, x1, y1], outline=colour, width=2)
-        draw.text((x0 + 2, max(y0 - 12, 0)), region.phrase, fill=colour)
-    return canvas

@@ -13,27 +13,25 @@ from typing import Any, ClassVar, Mapping, Sequence, Union
 
 
 @dataclass
-class Box:
+class _FlatRegion:
+    """Fields shared by the regions whose coordinates are a flat list of floats."""
+
     phrase: str
     coords: list[float]
     text: str | None = None
     score: float | None = None
-    kind: ClassVar[str] = "box"
 
-    @property
-    def xyxy(self) -> list[float]:
-        return list(self.coords)
+
+@dataclass
+class Box(_FlatRegion):
+    kind: ClassVar[str] = "box"
 
     def bounds(self) -> list[float]:
         return list(self.coords)
 
 
 @dataclass
-class Point:
-    phrase: str
-    coords: list[float]
-    text: str | None = None
-    score: float | None = None
+class Point(_FlatRegion):
     kind: ClassVar[str] = "point"
 
     def bounds(self) -> list[float]:
@@ -42,11 +40,7 @@ class Point:
 
 
 @dataclass
-class Polygon:
-    phrase: str
-    coords: list[float]
-    text: str | None = None
-    score: float | None = None
+class Polygon(_FlatRegion):
     kind: ClassVar[str] = "polygon"
 
     @property
@@ -81,7 +75,6 @@ class Keypoints:
 
 
 Region = Union[Box, Point, Polygon, Keypoints]
-REGION_KINDS: dict[str, type] = {cls.kind: cls for cls in (Box, Point, Polygon, Keypoints)}
 
 
 @dataclass(frozen=True)
@@ -132,6 +125,22 @@ class Prediction:
         for region in self.regions:
             grouped.setdefault(region.phrase, []).append(region)
         return grouped
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary: regions, absent phrases, problems and generation facts."""
+        return {
+            "task": self.task,
+            "image_size": [self.width, self.height],
+            "decode": self.decode,
+            "regions": [region_to_dict(r) for r in self.regions],
+            "absent": self.absent,
+            "problems": [str(p) for p in self.problems],
+            "prompt": self.prompt,
+            "raw_text": self.raw_text,
+            "seconds": self.seconds,
+            "num_prompt_tokens": self.num_prompt_tokens,
+            "num_output_tokens": self.num_output_tokens,
+        }
 
     def to_official(self) -> dict[str, list[dict[str, Any]]]:
         """The released wrapper's `extracted_predictions`: phrase → list of region dicts.
@@ -227,6 +236,28 @@ class Prediction:
         return records
 
 
+def region_to_dict(region: Region) -> dict[str, Any]:
+    record: dict[str, Any] = {"phrase": region.phrase, "kind": region.kind, "coords": region.coords}
+    if region.kind == "keypoints":
+        record.update(box=region.box, instance_id=region.instance_id)
+    if region.text is not None:
+        record["text"] = region.text
+    if region.score is not None:
+        record["score"] = region.score
+    return record
+
+
+def region_from_dict(record: Mapping[str, Any]) -> Region:
+    """The inverse of `region_to_dict` (for regions stored as JSON, e.g. GRPO ground truth)."""
+    common = {"phrase": record["phrase"], "text": record.get("text"), "score": record.get("score")}
+    if record["kind"] == "keypoints":
+        return Keypoints(coords=record["coords"], box=record.get("box"), instance_id=record.get("instance_id"), **common)
+    kinds = {"box": Box, "point": Point, "polygon": Polygon}
+    if record["kind"] not in kinds:
+        raise ValueError(f"unknown region kind {record['kind']!r}; expected box, point, polygon or keypoints")
+    return kinds[record["kind"]](coords=list(record["coords"]), **common)
+
+
 def _official_region(region: Region) -> dict[str, Any]:
     if region.kind == "keypoints":
         return {
@@ -255,7 +286,7 @@ def _keypoints_to_supervision(regions: Sequence[Region], class_ids, np, sv):
         return sv.KeyPoints.empty()
     if regions[0].kind == "point":
         xy = np.array([[r.coords] for r in regions], dtype=np.float32)
-        visible = np.ones(xy.shape[:2], dtype=np.float32)
+        visible = np.ones(xy.shape[:2], dtype=bool)
     else:
         names = [list(r.coords) for r in regions]
         if any(n != names[0] for n in names):
@@ -264,12 +295,10 @@ def _keypoints_to_supervision(regions: Sequence[Region], class_ids, np, sv):
             [[xy if xy is not None else [0.0, 0.0] for xy in r.coords.values()] for r in regions],
             dtype=np.float32,
         )
-        visible = np.array(
-            [[xy is not None for xy in r.coords.values()] for r in regions], dtype=np.float32
-        )
+        visible = np.array([[xy is not None for xy in r.coords.values()] for r in regions], dtype=bool)
     return sv.KeyPoints(
         xy=xy,
-        confidence=visible,
+        visible=visible,
         class_id=np.array([class_ids[r.phrase] for r in regions], dtype=int),
         data={"class_name": np.array([r.phrase for r in regions], dtype=object)},
     )

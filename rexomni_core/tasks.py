@@ -196,6 +196,11 @@ def normalize_categories(categories: str | Sequence[str] | None) -> list[str] | 
     return phrases or None
 
 
+def split_categories(text: str) -> list[str]:
+    """`"red circle, blue star"` → `["red circle", "blue star"]` (for command lines and forms)."""
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
 def keypoint_names(keypoint_type: str) -> tuple[str, ...]:
     try:
         return KEYPOINT_SCHEMAS[keypoint_type]

@@ -1,0 +1,37 @@
+"""Nano-world generators: `generate(world, seed, split)` → `Scene` (image + annotations)."""
+
+from __future__ import annotations
+
+from .common import Annotation, Mask, Scene
+from .gui import ROLES, generate_gui
+from .keypoints import generate_keypoints
+from .ocr import generate_ocr
+from .shapes import CATEGORIES as SHAPE_CATEGORIES
+from .shapes import generate_shapes
+
+GENERATORS = {
+    "shapes": generate_shapes,
+    "ocr": generate_ocr,
+    "gui": generate_gui,
+    "keypoints": generate_keypoints,
+}
+WORLDS = tuple(GENERATORS)
+# COCO categories of each world, in a fixed order so category ids are stable across runs.
+WORLD_CATEGORIES: dict[str, tuple[str, ...]] = {
+    "shapes": SHAPE_CATEGORIES,
+    "ocr": ("word", "text line"),
+    "gui": ROLES,
+    "keypoints": ("person",),
+}
+
+
+def generate(world: str, seed: int, split: str = "normal") -> Scene:
+    """One scene of `world`; the same (world, seed, split) always gives the same scene."""
+    try:
+        generator = GENERATORS[world]
+    except KeyError:
+        raise ValueError(f"unknown world {world!r}; known worlds: {', '.join(WORLDS)}") from None
+    return generator(seed, split)
+
+
+__all__ = ["Annotation", "Mask", "Scene", "GENERATORS", "WORLDS", "WORLD_CATEGORIES", "generate"]

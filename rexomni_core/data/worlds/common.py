@@ -1,0 +1,243 @@
+"""What every nano-world generator shares: the scene record, masks, backgrounds, fonts, rendering.
+
+A generator is a pure function `(seed, config) → Scene`: it draws only from a
+`numpy.random.Generator` seeded with `seed`, so the same seed gives the same pixels and the same
+annotations on every run. Boxes are tight `[x0, y0, x1, y1]` pixel-edge boxes (COCO convention:
+a shape covering pixel columns 3..7 has x0 = 3, x1 = 8).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+
+MIN_SIDE, MAX_SIDE = 160, 384
+COLOUR_JITTER = 20
+
+# The spec's object colours (NANO_WORLD.md); names are the vocabulary.
+OBJECT_COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 40, 40),
+    "yellow": (240, 210, 40),
+    "green": (40, 170, 60),
+    "cyan": (40, 200, 210),
+    "blue": (40, 80, 220),
+    "magenta": (200, 50, 200),
+}
+# A background colour must stay this far (RGB Euclidean) from every object colour. Jitter moves an
+# object colour by at most 20·√3 ≈ 35, so objects stay at least ~75 away from what they lie on.
+MIN_BACKGROUND_DISTANCE = 110.0
+BACKGROUND_KINDS = ("plain", "gradient", "noise")
+
+
+@dataclass
+class Mask:
+    """The drawn pixels of one object: a boolean crop and where its top-left corner lies."""
+
+    x: int
+    y: int
+    bits: np.ndarray  # bool, shape (h, w)
+
+    @classmethod
+    def from_full(cls, bits: np.ndarray) -> "Mask":
+        """A whole-image mask cropped to its tight box (an empty mask keeps a 0×0 crop)."""
+        rows = np.flatnonzero(bits.any(axis=1))
+        cols = np.flatnonzero(bits.any(axis=0))
+        if rows.size == 0:
+            return cls(0, 0, np.zeros((0, 0), dtype=bool))
+        return cls(int(cols[0]), int(rows[0]), bits[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1].copy())
+
+    def full(self, width: int, height: int) -> np.ndarray:
+        """The mask as a (height, width) bool array of the whole image."""
+        canvas = np.zeros((height, width), dtype=bool)
+        h, w = self.bits.shape
+        canvas[self.y : self.y + h, self.x : self.x + w] = self.bits
+        return canvas
+
+    def tight_box(self) -> list[float]:
+        rows = np.flatnonzero(self.bits.any(axis=1))
+        cols = np.flatnonzero(self.bits.any(axis=0))
+        if rows.size == 0:
+            raise ValueError("empty mask has no box")
+        return [
+            float(self.x + cols[0]),
+            float(self.y + rows[0]),
+            float(self.x + cols[-1] + 1),
+            float(self.y + rows[-1] + 1),
+        ]
+
+
+@dataclass
+class Annotation:
+    """One object of a scene, whatever the world.
+
+    `category` is the COCO category name (`red circle`, `word`, `button`, `person`);
+    `text` the OCR text or GUI label; `polygon` a flat [x0, y0, x1, y1, …] outline (OCR
+    quadrilaterals); `keypoints` name → [x, y] or None when not visible; `attributes` the
+    world-specific facts samplers use (colour, shape, role).
+    """
+
+    category: str
+    box: list[float]
+    mask: Mask | None = None
+    polygon: list[float] | None = None
+    text: str | None = None
+    keypoints: dict[str, list[float] | None] | None = None
+    attributes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Scene:
+    image: Image.Image
+    world: str
+    split: str
+    seed: int
+    annotations: list[Annotation]
+
+    @property
+    def width(self) -> int:
+        return self.image.width
+
+    @property
+    def height(self) -> int:
+        return self.image.height
+
+
+def image_size(rng: np.random.Generator, low: int = MIN_SIDE, high: int = MAX_SIDE) -> tuple[int, int]:
+    """Width and height drawn independently, so the aspect ratio varies."""
+    width, height = rng.integers(low, high + 1, size=2)
+    return int(width), int(height)
+
+
+def jitter_colour(rng: np.random.Generator, rgb: tuple[int, int, int]) -> tuple[int, int, int]:
+    shifted = np.asarray(rgb) + rng.integers(-COLOUR_JITTER, COLOUR_JITTER + 1, size=3)
+    return tuple(int(v) for v in np.clip(shifted, 0, 255))
+
+
+_OBJECT_RGB = np.array(list(OBJECT_COLOURS.values()), dtype=np.float64)
+
+
+def far_from_objects(rgb) -> bool:
+    distances = np.linalg.norm(_OBJECT_RGB - np.asarray(rgb, dtype=np.float64), axis=1)
+    return bool(distances.min() >= MIN_BACKGROUND_DISTANCE)
+
+
+def background_colour(rng: np.random.Generator) -> tuple[int, int, int]:
+    """A random colour far from every object colour (rejection sampling; most draws pass)."""
+    while True:
+        rgb = tuple(int(v) for v in rng.integers(0, 256, size=3))
+        if far_from_objects(rgb):
+            return rgb
+
+
+def _gradient_colours(rng: np.random.Generator) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    # A straight line between two safe colours can pass close to an object colour: check it.
+    while True:
+        start, end = background_colour(rng), background_colour(rng)
+        steps = np.linspace(0.0, 1.0, 9)[:, None]
+        line = (1 - steps) * np.asarray(start) + steps * np.asarray(end)
+        if all(far_from_objects(rgb) for rgb in line):
+            return start, end
+
+
+def linear_gradient(rng: np.random.Generator, width: int, height: int, start, end) -> Image.Image:
+    """A gradient from `start` to `end` colour along a random direction."""
+    angle = rng.uniform(0, 2 * np.pi)
+    xs = np.arange(width, dtype=np.float32)[None, :] * np.cos(angle)
+    ys = np.arange(height, dtype=np.float32)[:, None] * np.sin(angle)
+    t = xs + ys
+    t = (t - t.min()) / max(float(t.max() - t.min()), 1.0)
+    pixels = (1 - t[..., None]) * np.asarray(start, np.float32) + t[..., None] * np.asarray(end, np.float32)
+    return Image.fromarray(pixels.astype(np.uint8), "RGB")
+
+
+def background(rng: np.random.Generator, width: int, height: int, kinds=BACKGROUND_KINDS) -> Image.Image:
+    """A plain colour, a linear gradient at a random angle, or low-contrast smooth noise."""
+    kind = kinds[int(rng.integers(len(kinds)))]
+    if kind == "plain":
+        return Image.new("RGB", (width, height), background_colour(rng))
+    if kind == "gradient":
+        return linear_gradient(rng, width, height, *_gradient_colours(rng))
+    # Noise: drawn coarse and upsampled (fast, and smooth like paper or fabric texture).
+    base = np.asarray(background_colour(rng), dtype=np.int16)
+    amplitude = int(rng.integers(6, 16))
+    cell = int(rng.integers(4, 17))
+    coarse = rng.integers(-amplitude, amplitude + 1, size=(height // cell + 2, width // cell + 2, 3))
+    small = Image.fromarray(np.clip(base + coarse, 0, 255).astype(np.uint8), "RGB")
+    return small.resize((width, height), Image.BILINEAR)
+
+
+def maybe_blur(rng: np.random.Generator, image: Image.Image, probability: float = 0.3) -> Image.Image:
+    """Mild Gaussian blur on some images (radius < 1 px keeps the ground truth exact)."""
+    if rng.random() < probability:
+        return image.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.3, 0.8))))
+    return image
+
+
+def supersampled_alpha(draw_fn, width: int, height: int, factor: int) -> np.ndarray:
+    """Rasterise with `draw_fn(ImageDraw, scale)` at `factor`× and box-downsample → uint8 alpha.
+
+    factor 1 is aliased drawing; 2 and 4 anti-alias. Varying it per image varies edge softness.
+    """
+    canvas = Image.new("L", (width * factor, height * factor), 0)
+    draw_fn(ImageDraw.Draw(canvas), factor)
+    if factor > 1:
+        canvas = canvas.reduce(factor)
+    return np.asarray(canvas)
+
+
+def alpha_to_mask(alpha: np.ndarray) -> np.ndarray:
+    """Drawn pixels: those at least half covered."""
+    return alpha >= 128
+
+
+def dilate(bits: np.ndarray, pixels: int = 1) -> np.ndarray:
+    """Binary dilation by a square of radius `pixels`; the result is `pixels` larger on each side."""
+    h, w = bits.shape
+    out = np.zeros((h + 2 * pixels, w + 2 * pixels), dtype=bool)
+    # Shifted ORs: every pixel within `pixels` of a set pixel becomes set.
+    for dy in range(2 * pixels + 1):
+        for dx in range(2 * pixels + 1):
+            out[dy : dy + h, dx : dx + w] |= bits
+    return out
+
+
+# Fonts: PIL's built-in font always; the DejaVu family that matplotlib ships when it is installed
+# (the `data` extra pulls it in), so text varies in shape without any system fonts.
+_MATPLOTLIB_FONTS = (
+    "DejaVuSans.ttf",
+    "DejaVuSans-Bold.ttf",
+    "DejaVuSansMono.ttf",
+    "DejaVuSansMono-Bold.ttf",
+    "DejaVuSerif.ttf",
+    "DejaVuSerif-Bold.ttf",
+)
+
+
+@functools.lru_cache(maxsize=1)
+def font_files() -> tuple[str | None, ...]:
+    """Available font files; None stands for PIL's built-in font."""
+    files: list[str | None] = [None]
+    try:
+        import matplotlib
+
+        folder = os.path.join(matplotlib.get_data_path(), "fonts", "ttf")
+        files += [os.path.join(folder, name) for name in _MATPLOTLIB_FONTS if os.path.exists(os.path.join(folder, name))]
+    except ImportError:
+        pass
+    return tuple(files)
+
+
+@functools.lru_cache(maxsize=256)
+def load_font(path: str | None, size: int) -> ImageFont.FreeTypeFont:
+    if path is None:
+        return ImageFont.load_default(size=size)
+    return ImageFont.truetype(path, size=size)
+
+
+def random_font_file(rng: np.random.Generator) -> str | None:
+    files = font_files()
+    return files[int(rng.integers(len(files)))]

@@ -1,0 +1,294 @@
+"""Reading and checking evaluation inputs: COCO ground truth and COCO results lists.
+
+Records are turned into numpy arrays in one pass (fast enough for COCO-scale files). When that
+pass fails, or values are out of range, each record is checked on its own so that every problem
+names its file, record index, field and what was expected. Bad prediction records are either
+fatal (`strict`) or left out AND counted in `Detections.issues`; they are never dropped silently.
+A bad ground-truth record is always fatal: without a trustworthy reference no number means anything.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+MAX_LISTED_ISSUES = 10
+
+
+@dataclass(frozen=True)
+class RecordIssue:
+    """One bad input record: where it is and what was expected."""
+
+    file: str
+    index: int
+    field: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"{self.file}: record {self.index}: field '{self.field}': {self.problem}"
+
+
+class BadInputError(ValueError):
+    """Raised for unusable input; the message lists the offending records."""
+
+    def __init__(self, issues: Sequence[RecordIssue]):
+        self.issues = list(issues)
+        lines = [str(issue) for issue in self.issues[:MAX_LISTED_ISSUES]]
+        if len(self.issues) > MAX_LISTED_ISSUES:
+            lines.append(f"... and {len(self.issues) - MAX_LISTED_ISSUES} more bad records")
+        super().__init__(f"{len(self.issues)} bad record(s): " + "; ".join(lines))
+
+
+@dataclass(frozen=True)
+class GroundTruth:
+    """A COCO ground truth as arrays. Images and categories keep their file order (the released
+    evaluator walks them in that order, which its `paper` quirks depend on)."""
+
+    image_ids: np.ndarray  # (I,)
+    image_sizes: np.ndarray  # (I, 2) width, height
+    category_ids: np.ndarray  # (K,)
+    category_names: list[str]
+    image_index: np.ndarray  # (G,) row of image_ids for each annotation
+    category_index: np.ndarray  # (G,) row of category_ids for each annotation
+    boxes: np.ndarray  # (G, 4) xyxy
+    is_crowd: np.ndarray  # (G,) bool
+    area: np.ndarray  # (G,) the file's `area` (w*h when absent)
+    polygons: list[Any] | None = None  # COCO `segmentation` polygons when asked for
+
+    @property
+    def num_categories(self) -> int:
+        return len(self.category_ids)
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Predictions as arrays, in output (file) order."""
+
+    image_index: np.ndarray  # (P,)
+    category_index: np.ndarray  # (P,)
+    boxes: np.ndarray  # (P, 4) xyxy
+    scores: np.ndarray | None  # (P,) or None when the predictions carry no scores
+    polygons: list[Any] | None = None
+    issues: list[RecordIssue] = field(default_factory=list)  # bad records that were left out
+
+    def __len__(self) -> int:
+        return len(self.image_index)
+
+    def subset(self, keep: np.ndarray) -> "Detections":
+        """The predictions where `keep` (bool mask or index array) selects, order preserved."""
+        keep_index = np.flatnonzero(keep) if np.asarray(keep).dtype == bool else np.asarray(keep)
+        return Detections(
+            image_index=self.image_index[keep_index],
+            category_index=self.category_index[keep_index],
+            boxes=self.boxes[keep_index],
+            scores=None if self.scores is None else self.scores[keep_index],
+            polygons=None if self.polygons is None else [self.polygons[i] for i in keep_index],
+            issues=self.issues,
+        )
+
+
+def read_json(path: str | Path) -> Any:
+    """Parse a JSON file; a syntax error names the file, line and column."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        with path.open("rb") as handle:
+            return json.load(handle)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: malformed JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
+
+
+def xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:
+    xyxy = np.array(xywh, dtype=np.float64).reshape(-1, 4)
+    xyxy[:, 2:] += xyxy[:, :2]
+    return xyxy
+
+
+def _number_problem(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return f"expected a number, got {value!r}"
+    if not math.isfinite(value):
+        return f"expected a finite number, got {value!r}"
+    return None
+
+
+def _bbox_problem(value: Any) -> str | None:
+    if not isinstance(value, (list, tuple)) or len(value) != 4:
+        return f"expected [x, y, width, height], got {value!r}"
+    for number in value:
+        if _number_problem(number):
+            return f"expected 4 finite numbers [x, y, width, height], got {value!r}"
+    if value[2] < 0 or value[3] < 0:
+        return f"expected width and height >= 0, got {value!r}"
+    return None
+
+
+def _id_problem(value: Any, known: dict[int, int], what: str) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"expected an integer {what} id, got {value!r}"
+    if value not in known:
+        return f"unknown {what} id {value} (not in the ground truth)"
+    return None
+
+
+def _record_issues(
+    file: str,
+    index: int,
+    record: Any,
+    image_rows: dict[int, int],
+    category_rows: dict[int, int],
+    need_score: bool,
+    need_polygon: bool,
+) -> list[RecordIssue]:
+    """Everything wrong with one annotation or result record (empty when it is fine)."""
+    if not isinstance(record, dict):
+        return [RecordIssue(file, index, "(record)", f"expected a JSON object, got {type(record).__name__}")]
+    checks = [
+        ("image_id", lambda v: _id_problem(v, image_rows, "image")),
+        ("category_id", lambda v: _id_problem(v, category_rows, "category")),
+        ("bbox", _bbox_problem),
+    ]
+    if need_score:
+        checks.append(("score", _number_problem))
+    if need_polygon:
+        checks.append(("segmentation", _polygon_problem))
+    issues = []
+    for name, check in checks:
+        problem = f"missing (expected {name})" if name not in record else check(record[name])
+        if problem:
+            issues.append(RecordIssue(file, index, name, problem))
+    return issues
+
+
+def _polygon_problem(value: Any) -> str | None:
+    rings = value if isinstance(value, list) and value and isinstance(value[0], list) else [value]
+    for ring in rings:
+        if not isinstance(ring, list) or len(ring) < 6 or len(ring) % 2:
+            return "expected a polygon [x0, y0, x1, y1, x2, y2, ...] (or a list of them; RLE is not supported)"
+        if any(_number_problem(number) for number in ring):
+            return "expected finite polygon coordinates"
+    return None
+
+
+def _find_issues(
+    file: str, records: list, image_rows, category_rows, need_score: bool, need_polygon: bool
+) -> list[RecordIssue]:
+    issues: list[RecordIssue] = []
+    for index, record in enumerate(records):
+        issues.extend(_record_issues(file, index, record, image_rows, category_rows, need_score, need_polygon))
+    return issues
+
+
+def _as_arrays(records: list, image_rows: dict[int, int], category_rows: dict[int, int]):
+    """The fast path: (image rows, category rows, xywh boxes); raises on any malformed record."""
+    image_index = np.array([image_rows[r["image_id"]] for r in records], dtype=np.int64)
+    category_index = np.array([category_rows[r["category_id"]] for r in records], dtype=np.int64)
+    xywh = np.array([r["bbox"] for r in records], dtype=np.float64).reshape(len(records), 4)
+    return image_index, category_index, xywh
+
+
+def _values_look_valid(xywh: np.ndarray, scores: np.ndarray | None) -> bool:
+    boxes_ok = bool(np.isfinite(xywh).all() and (xywh[:, 2:] >= 0).all())
+    return boxes_ok and (scores is None or bool(np.isfinite(scores).all()))
+
+
+def _check_list(file: str, payload: Any, what: str) -> list:
+    if not isinstance(payload, list):
+        raise BadInputError([RecordIssue(file, -1, "(top level)", f"expected a list of {what}, got {type(payload).__name__}")])
+    return payload
+
+
+def load_ground_truth(path: str | Path, with_polygons: bool = False) -> GroundTruth:
+    """Read a COCO ground-truth file (images, annotations, categories)."""
+    return ground_truth_from_payload(read_json(path), str(path), with_polygons)
+
+
+def ground_truth_from_payload(payload: Any, file: str = "<ground truth>", with_polygons: bool = False) -> GroundTruth:
+    """A parsed COCO ground truth (images, annotations, categories) as arrays, checked."""
+    if not isinstance(payload, dict):
+        raise BadInputError([RecordIssue(file, -1, "(top level)", "expected a COCO object with images, annotations, categories")])
+    missing = [key for key in ("images", "annotations", "categories") if key not in payload]
+    if missing:
+        raise BadInputError([RecordIssue(file, -1, key, "missing (expected a list)") for key in missing])
+    images = _check_list(file, payload["images"], "images")
+    categories = _check_list(file, payload["categories"], "categories")
+    annotations = _check_list(file, payload["annotations"], "annotations")
+    try:
+        image_ids = np.array([image["id"] for image in images], dtype=np.int64)
+        sizes = np.array([[image.get("width", 0), image.get("height", 0)] for image in images], dtype=np.float64)
+        category_ids = np.array([category["id"] for category in categories], dtype=np.int64)
+        names = [str(category.get("name", category["id"])) for category in categories]
+    except (KeyError, TypeError, ValueError) as error:
+        raise ValueError(f"{file}: every image and category needs an integer 'id' ({error})") from None
+    image_rows = {int(i): row for row, i in enumerate(image_ids)}
+    category_rows = {int(c): row for row, c in enumerate(category_ids)}
+    try:
+        image_index, category_index, xywh = _as_arrays(annotations, image_rows, category_rows)
+        fast_ok = _values_look_valid(xywh, None) and not with_polygons
+    except (KeyError, TypeError, ValueError):
+        fast_ok = False
+    if not fast_ok:
+        issues = _find_issues(f"{file} annotations", annotations, image_rows, category_rows, False, with_polygons)
+        if issues:
+            raise BadInputError(issues)
+        image_index, category_index, xywh = _as_arrays(annotations, image_rows, category_rows)
+    return GroundTruth(
+        image_ids=image_ids,
+        image_sizes=sizes.reshape(-1, 2),
+        category_ids=category_ids,
+        category_names=names,
+        image_index=image_index,
+        category_index=category_index,
+        boxes=xywh_to_xyxy(xywh),
+        is_crowd=np.array([bool(a.get("iscrowd", 0)) for a in annotations], dtype=bool),
+        area=np.array([a.get("area", a["bbox"][2] * a["bbox"][3]) for a in annotations], dtype=np.float64),
+        polygons=[a["segmentation"] for a in annotations] if with_polygons else None,
+    )
+
+
+def detections_from_records(
+    records: Any, gt: GroundTruth, file: str = "<predictions>", strict: bool = False, with_polygons: bool = False
+) -> Detections:
+    """Turn a COCO results list into Detections checked against `gt`.
+
+    Scores are used only when every record has one (a partly scored file is treated as unscored,
+    since mixing orders would be meaningless); `issues` lists every record left out.
+    """
+    records = _check_list(file, records, "results")
+    image_rows = {int(i): row for row, i in enumerate(gt.image_ids)}
+    category_rows = {int(c): row for row, c in enumerate(gt.category_ids)}
+    has_scores = bool(records) and all(isinstance(r, dict) and "score" in r for r in records)
+    issues: list[RecordIssue] = []
+    try:
+        image_index, category_index, xywh = _as_arrays(records, image_rows, category_rows)
+        scores = np.array([r["score"] for r in records], dtype=np.float64) if has_scores else None
+        fast_ok = _values_look_valid(xywh, scores) and not with_polygons
+    except (KeyError, TypeError, ValueError):
+        fast_ok = False
+    if not fast_ok:
+        issues = _find_issues(file, records, image_rows, category_rows, has_scores, with_polygons)
+        if issues and strict:
+            raise BadInputError(issues)
+        bad = {issue.index for issue in issues}
+        records = [r for i, r in enumerate(records) if i not in bad]
+        image_index, category_index, xywh = _as_arrays(records, image_rows, category_rows)
+        scores = np.array([r["score"] for r in records], dtype=np.float64) if has_scores else None
+    return Detections(
+        image_index=image_index,
+        category_index=category_index,
+        boxes=xywh_to_xyxy(xywh),
+        scores=scores,
+        polygons=[r["segmentation"] for r in records] if with_polygons else None,
+        issues=issues,
+    )
+
+
+def load_detections(path: str | Path, gt: GroundTruth, strict: bool = False, with_polygons: bool = False) -> Detections:
+    """Read a COCO results list (image_id, category_id, bbox xywh, optional score)."""
+    return detections_from_records(read_json(path), gt, str(path), strict, with_polygons)

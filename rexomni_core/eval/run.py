@@ -1,0 +1,164 @@
+"""Evaluate a model on a COCO dataset end to end: predict every image, then score.
+
+Works with any object that has `predict(image, task=..., categories=..., visual_prompt_boxes=...)`
+returning a `Prediction` (a `RexOmni` model, or a stand-in in tests); this module imports neither
+torch nor transformers itself. Answers are appended to `answers.jsonl` in the output folder as
+they come, so an interrupted run resumes where it stopped.
+
+Which phrases a prompt names is a choice the paper's tables depend on: `present` (default) asks,
+per image, for the categories that image has; `all` asks for every category of the dataset, so
+hallucinated categories count as false positives.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from .f1 import counting_mae, evaluate_f1, sound_f1
+from .inputs import detections_from_records, ground_truth_from_payload, read_json
+from .points import pointing_f1_arrays, pointing_summary
+
+TASKS = ("detection", "referring", "pointing", "visual_prompting")
+CATEGORY_CHOICES = ("present", "all")
+
+
+@dataclass(frozen=True)
+class Query:
+    """One prompt to send: an image and what to ask about it."""
+
+    key: str
+    image_id: int
+    image_path: Path
+    categories: list[str] | None = None
+    visual_prompt_boxes: list[list[float]] | None = None
+    category_id: int | None = None  # visual prompting answers are for this category
+
+
+def find_dataset(data_dir: Path) -> tuple[Path, Path]:
+    """The COCO file of a dataset folder and the folder its `file_name`s are relative to."""
+    data_dir = Path(data_dir)
+    if not data_dir.is_dir():
+        raise FileNotFoundError(f"{data_dir}: no such dataset folder")
+    candidates = [data_dir / "annotations.json"] if (data_dir / "annotations.json").exists() else sorted(data_dir.glob("*.json"))
+    if len(candidates) != 1:
+        raise ValueError(f"{data_dir}: expected one COCO JSON file (annotations.json), found {[c.name for c in candidates]}")
+    image_root = data_dir / "images" if (data_dir / "images").is_dir() else data_dir
+    return candidates[0], image_root
+
+
+def build_queries(payload: dict, image_root: Path, task: str, categories: str = "present") -> list[Query]:
+    if task not in TASKS:
+        raise ValueError(f"eval run supports tasks {', '.join(TASKS)}; got {task!r}")
+    if categories not in CATEGORY_CHOICES:
+        raise ValueError(f"categories must be one of {CATEGORY_CHOICES}, got {categories!r}")
+    names = {c["id"]: c["name"] for c in payload["categories"]}
+    by_image: dict[int, list[dict]] = {image["id"]: [] for image in payload["images"]}
+    for annotation in payload["annotations"]:
+        if not annotation.get("iscrowd", 0):
+            by_image[annotation["image_id"]].append(annotation)
+    queries = []
+    for image in payload["images"]:
+        path = image_root / image["file_name"]
+        if not path.is_file():
+            raise FileNotFoundError(f"image {image['id']}: {path} does not exist")
+        present = list(dict.fromkeys(names[a["category_id"]] for a in by_image[image["id"]]))
+        if task == "visual_prompting":
+            # One query per category present: its first instance is the reference box.
+            for category_id in dict.fromkeys(a["category_id"] for a in by_image[image["id"]]):
+                x, y, w, h = next(a["bbox"] for a in by_image[image["id"]] if a["category_id"] == category_id)
+                queries.append(Query(f"{image['id']}/{category_id}", image["id"], path,
+                                     visual_prompt_boxes=[[x, y, x + w, y + h]], category_id=category_id))
+            continue
+        asked = present if categories == "present" else list(names.values())
+        if asked:
+            queries.append(Query(str(image["id"]), image["id"], path, categories=asked))
+    return queries
+
+
+def _done_answers(answers_file: Path) -> dict[str, dict]:
+    done = {}
+    if answers_file.exists():
+        for line in answers_file.read_text().splitlines():
+            if line.strip():
+                record = json.loads(line)
+                done[record["key"]] = record
+    return done
+
+
+def predict_queries(model, queries: list[Query], task: str, answers_file: Path, **generation) -> Iterator[dict]:
+    """Answers for every query, reusing those already in `answers_file` and appending new ones."""
+    done = _done_answers(answers_file)
+    answers_file.parent.mkdir(parents=True, exist_ok=True)
+    with answers_file.open("a") as sink:
+        for query in tqdm(queries, desc=f"eval {task}", unit="prompt", initial=0):
+            if query.key in done:
+                yield done[query.key]
+                continue
+            prediction = model.predict(
+                str(query.image_path), task=task, categories=query.categories,
+                visual_prompt_boxes=query.visual_prompt_boxes, **generation,
+            )
+            record = {"key": query.key, "image_id": query.image_id, "category_id": query.category_id,
+                      "prediction": prediction.to_dict()}
+            sink.write(json.dumps(record) + "\n")
+            sink.flush()
+            yield record
+
+
+def coco_results(answer: dict, category_ids: dict[str, int]) -> list[dict[str, Any]]:
+    """COCO result records of one answer. Visual prompting answers belong to their query's
+    category whatever phrase the model wrote; other phrases map by name (unknown ones dropped)."""
+    records = []
+    for region in answer["prediction"]["regions"]:
+        if region["kind"] not in ("box", "point"):
+            continue
+        if answer["category_id"] is not None:
+            category_id = answer["category_id"]
+        elif region["phrase"] in category_ids:
+            category_id = category_ids[region["phrase"]]
+        else:
+            continue
+        x0, y0, x1, y1 = region["coords"] if region["kind"] == "box" else region["coords"] * 2
+        records.append({"image_id": answer["image_id"], "category_id": category_id,
+                        "bbox": [x0, y0, x1 - x0, y1 - y0], **({"score": region["score"]} if "score" in region else {})})
+    return records
+
+
+def evaluate_model(
+    model, data_dir: Path, task: str, out_dir: Path, categories: str = "present", protocol: str = "sound", **generation
+) -> dict[str, Any]:
+    """Predict then score; writes answers.jsonl, predictions.json and metrics.json in `out_dir`."""
+    gt_file, image_root = find_dataset(Path(data_dir))
+    payload = read_json(gt_file)
+    # Points are judged against masks where every annotation has polygons (METRICS.md), else boxes.
+    use_masks = task == "pointing" and all(
+        isinstance(a.get("segmentation"), list) and a["segmentation"] for a in payload["annotations"]
+    )
+    gt = ground_truth_from_payload(payload, str(gt_file), with_polygons=use_masks)
+    queries = build_queries(payload, image_root, task, categories)
+    out_dir = Path(out_dir)
+    answers = list(predict_queries(model, queries, task, out_dir / "answers.jsonl", **generation))
+    category_ids = {c["name"]: c["id"] for c in payload["categories"]}
+    results = [record for answer in answers for record in coco_results(answer, category_ids)]
+    (out_dir / "predictions.json").write_text(json.dumps(results))
+    dets = detections_from_records(results, gt, str(out_dir / "predictions.json"))
+    if task == "pointing":
+        metrics = pointing_summary(pointing_f1_arrays(gt, dets))
+        metrics["point_targets"] = "masks" if use_masks else "boxes"
+    elif task == "visual_prompting":
+        metrics = sound_f1(gt, dets, pool_categories=True).to_dict()
+        metrics["counting_mae"] = counting_mae(gt, dets)
+    else:
+        metrics = evaluate_f1(gt, dets, protocol).to_dict()
+    problems = [len(a["prediction"]["problems"]) for a in answers]
+    metrics["well_formed"] = float(np.mean([p == 0 for p in problems])) if problems else 1.0
+    metrics["answers"] = len(answers)
+    metrics["mean_output_tokens"] = float(np.mean([a["prediction"]["num_output_tokens"] or 0 for a in answers])) if answers else 0.0
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    return metrics

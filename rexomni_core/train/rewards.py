@@ -1,0 +1,112 @@
+"""GRPO rewards: plain functions of (parsed prediction, ground-truth regions) → a float in [0, 1].
+
+Every geometric reward has the same form, the paper's Eq. 4 read one-to-one: predictions and
+ground truth of the same phrase are paired one-to-one (best quality first), each pair scores its
+quality q (IoU, a point hit, OKS, …), and the reward is the F1 of
+    precision = Σq / #predictions   and   recall = Σq / #ground truth.
+Because pairing is one-to-one, a duplicate box finds no partner and scores 0, so duplicates lower
+precision. The released reward code takes each prediction's best IoU without that constraint,
+which leaves duplicates unpunished; this is the deliberate difference.
+An answer with no prediction for an image with no ground truth (a correct rejection, every asked
+phrase answered `None`) scores 1.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from ..eval.keypoints import box_area, oks
+from ..eval.matching import box_iou, one_to_one
+from ..eval.ocr import region_iou, text_of
+from ..eval.points import inside, point_of
+from ..regions import Box, Keypoints, Polygon, Prediction, Region
+
+Quality = Callable[[Region, Region], float]
+
+
+def _by_phrase(regions: Iterable[Region]) -> dict[str, list[Region]]:
+    grouped: dict[str, list[Region]] = defaultdict(list)
+    for region in regions:
+        grouped[region.phrase].append(region)
+    return grouped
+
+
+def matched_f1(predictions: Sequence[Region], truth: Sequence[Region], quality: Quality) -> float:
+    """F1 of Σq/#pred and Σq/#truth over one-to-one pairs of the same phrase."""
+    if not predictions and not truth:
+        return 1.0
+    if not predictions or not truth:
+        return 0.0
+    predicted, expected = _by_phrase(predictions), _by_phrase(truth)
+    total = 0.0
+    for phrase in predicted.keys() & expected.keys():
+        grid = np.array([[quality(p, t) for t in expected[phrase]] for p in predicted[phrase]])
+        total += sum(q for _, _, q in one_to_one(grid))
+    precision, recall = total / len(predictions), total / len(truth)
+    return 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+
+
+def box_reward(prediction: Prediction, truth: Sequence[Box]) -> float:
+    """Box IoU reward (Eq. 4, one-to-one)."""
+    boxes = [r for r in prediction.regions if r.kind == "box"]
+    return matched_f1(boxes, truth, lambda p, t: box_iou(p.coords, t.coords))
+
+
+def point_reward(prediction: Prediction, truth: Sequence[Box | Polygon]) -> float:
+    """A point scores 1 inside a still-unpaired GT region of its phrase: its mask (Polygon) or
+    its box (Box). A box answer stands for its centre."""
+    points = [r for r in prediction.regions if r.kind in ("point", "box")]
+    return matched_f1(points, truth, lambda p, t: float(inside(point_of(p), t)))
+
+
+def _as_texts(regions: Iterable[Region]) -> list[Region]:
+    """OCR regions under one shared phrase, keeping their text for the match."""
+    return [type(r)("text", r.coords, text=text_of(r)) for r in regions]
+
+
+def ocr_reward(prediction: Prediction, truth: Sequence[Box | Polygon]) -> float:
+    """IoU × exact text match: a well-placed region with the wrong text scores 0.
+
+    OCR answers put each text in its own group with the text as the phrase, so pairing runs
+    across all texts (the text match decides), not within a phrase.
+    """
+    regions = [r for r in prediction.regions if r.kind in ("box", "polygon")]
+    return matched_f1(
+        _as_texts(regions), _as_texts(truth), lambda p, t: region_iou(p, t) * float(p.text == t.text)
+    )
+
+
+def keypoint_reward(prediction: Prediction, truth: Sequence[Keypoints]) -> float:
+    """OKS with COCO sigmas, the GT box area as scale."""
+    instances = [r for r in prediction.regions if r.kind == "keypoints"]
+    return matched_f1(instances, truth, lambda p, t: oks(p, t, box_area(t)))
+
+
+def format_reward(prediction: Prediction) -> float:
+    """1 for an answer the parser reads without a single problem, else 0."""
+    return 1.0 if prediction.well_formed else 0.0
+
+
+REWARDS_BY_TASK: dict[str, Callable[[Prediction, Sequence[Region]], float]] = {
+    "detection": box_reward,
+    "referring": box_reward,
+    "visual_prompting": box_reward,
+    "gui_grounding": box_reward,
+    "pointing": point_reward,
+    "gui_pointing": point_reward,
+    "ocr_box": ocr_reward,
+    "ocr_polygon": ocr_reward,
+    "keypoint": keypoint_reward,
+}
+
+
+def task_reward(task: str, prediction: Prediction, truth: Sequence[Region]) -> float:
+    """The geometric reward of `task` for one answer."""
+    try:
+        reward = REWARDS_BY_TASK[task]
+    except KeyError:
+        raise ValueError(f"no reward for task {task!r}; known: {', '.join(REWARDS_BY_TASK)}") from None
+    return reward(prediction, truth)

@@ -1,0 +1,34 @@
+"""Hugging Face Space entry point: the rexomni-core demo, on ZeroGPU when the Space has it.
+
+The released checkpoint is loaded onto the GPU when one is available (ZeroGPU attaches it per
+request through `@spaces.GPU`); otherwise, or if loading fails, the embedded Rex-Omni-nano model
+runs on CPU so the Space always works.
+"""
+
+import os
+
+try:  # the `spaces` package exists on Hugging Face Spaces only
+    import spaces
+
+    gpu = spaces.GPU(duration=120)
+except ImportError:
+    gpu = None
+
+import torch
+
+from rexomni_core.demo import build_demo, load_model
+
+RELEASED = os.environ.get("REXOMNI_MODEL", "IDEA-Research/Rex-Omni")
+
+loaded = load_model(RELEASED) if torch.cuda.is_available() else None
+if loaded is None or loaded.error:
+    reason = loaded.error if loaded else "no GPU"
+    print(f"Space: serving Rex-Omni-nano on CPU ({RELEASED} not loaded: {reason})")
+    loaded = load_model(None)
+    gpu = None
+
+demo = build_demo(loaded, gpu=gpu)
+demo.queue(default_concurrency_limit=1, max_size=64)
+
+if __name__ == "__main__":
+    demo.launch()

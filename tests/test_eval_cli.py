@@ -1,0 +1,123 @@
+"""`rexomni eval ...`: output formats, the dispatcher hook-up, and bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rexomni_core import cli as dispatcher
+from rexomni_core.cli import main
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+GT = {
+    "images": [{"id": 1, "width": 100, "height": 100}, {"id": 2, "width": 100, "height": 100}],
+    "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
+    "annotations": [
+        {"id": 1, "image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10], "area": 100, "iscrowd": 0},
+        {"id": 2, "image_id": 2, "category_id": 2, "bbox": [20, 20, 10, 10], "area": 100, "iscrowd": 0},
+    ],
+}
+GOOD = [
+    {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]},
+    {"image_id": 2, "category_id": 2, "bbox": [50, 50, 10, 10]},
+]
+
+
+@pytest.fixture
+def files(tmp_path):
+    def write(pred, gt=GT):
+        gt_path, pred_path = tmp_path / "gt.json", tmp_path / "pred.json"
+        gt_path.write_text(json.dumps(gt))
+        pred_path.write_text(pred if isinstance(pred, str) else json.dumps(pred))
+        return ["--gt", str(gt_path), "--pred", str(pred_path)]
+
+    return write
+
+
+def run(argv, capsys):
+    code = main(argv)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_json_output_has_the_contract_keys(files, capsys):
+    code, out, _ = run(["eval", "f1", *files(GOOD), "--json"], capsys)
+    result = json.loads(out)
+    assert code == 0
+    for point in ("0.5", "0.95", "miou"):
+        for name in ("f1", "precision", "recall"):
+            assert f"{name}@{point}" in result and f"micro_{name}@{point}" in result
+    # cat: 1 TP of 1 -> P=R=1; dog: 1 FP, 1 GT missed -> P=R=0; macro 0.5, micro 0.5.
+    assert result["precision@0.5"] == 0.5 and result["recall@0.5"] == 0.5 and result["f1@miou"] == 0.5
+
+
+def test_paper_protocol_and_table(files, capsys):
+    code, out, _ = run(["eval", "f1", *files(GOOD), "--protocol", "paper"], capsys)
+    assert code == 0
+    assert "protocol: paper" in out and "IoU 0.50" in out and "mIoU" in out
+
+
+def test_registered_in_the_dispatcher(files, capsys):
+    assert "rexomni_core.eval.cli" in dispatcher.COMMAND_MODULES
+    assert dispatcher.main(["eval", "f1", *files(GOOD), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["f1@0.5"] == 0.5
+
+
+def test_malformed_json_names_file_and_position(files, capsys):
+    code, _, err = run(["eval", "f1", *files('[{"image_id": 1,')], capsys)
+    assert code == 2
+    assert "pred.json: malformed JSON at line 1" in err
+
+
+@pytest.mark.parametrize(
+    "record, field, words",
+    [
+        ({"image_id": 9, "category_id": 1, "bbox": [0, 0, 1, 1]}, "image_id", "unknown image id 9"),
+        ({"image_id": 1, "category_id": 5, "bbox": [0, 0, 1, 1]}, "category_id", "unknown category id 5"),
+        ({"image_id": 1, "category_id": 1, "bbox": [0, 0, -3, 1]}, "bbox", "width and height >= 0"),
+        ({"image_id": 1, "category_id": 1, "bbox": [0, 0, float("nan"), 1]}, "bbox", "finite"),
+        ({"image_id": 1, "category_id": 1}, "bbox", "missing"),
+        ("not a record", "(record)", "expected a JSON object"),
+    ],
+)
+def test_bad_record_is_counted_or_fatal_with_strict(files, capsys, record, field, words):
+    argv = ["eval", "f1", *files(GOOD + [record]), "--json"]
+    code, out, err = run(argv, capsys)
+    assert code == 0
+    result = json.loads(out)
+    assert result["num_left_out"] == {"bad_records": 1}
+    assert result["num_predictions"] == 2
+    assert f"record 2: field '{field}'" in err and words in err
+    code, out, err = run(argv + ["--strict"], capsys)
+    assert code == 2 and out == ""
+    assert "pred.json: record 2" in err and words in err
+
+
+def test_bad_ground_truth_is_always_fatal(files, capsys):
+    gt = json.loads(json.dumps(GT))
+    gt["annotations"][1]["bbox"] = [0, 0, 5]
+    code, _, err = run(["eval", "f1", *files(GOOD, gt)], capsys)
+    assert code == 2 and "annotations: record 1: field 'bbox'" in err
+
+
+def test_process_entry_point_runs_without_heavy_imports(files):
+    """The whole process, as the benchmark runs it; neither torch nor pycocotools gets loaded."""
+    probe = (
+        "import sys, runpy; sys.argv = ['rexomni'] + sys.argv[1:];"
+        "code = 0\n"
+        "try: runpy.run_module('rexomni_core.cli', run_name='__main__')\n"
+        "except SystemExit as e: code = e.code\n"
+        "heavy = [m for m in ('torch', 'transformers', 'pycocotools', 'matplotlib') if m in sys.modules]\n"
+        "print('HEAVY', heavy); sys.exit(code)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe, "eval", "f1", *files(GOOD), "--json"],
+        capture_output=True, text=True, cwd=REPO_ROOT, env={"PYTHONPATH": str(REPO_ROOT), "PATH": ""},
+    )
+    assert done.returncode == 0, done.stderr
+    assert "HEAVY []" in done.stdout
