@@ -260,6 +260,9 @@ class RexOmni:
         """Load a checkpoint: None → the embedded nano model (offline); else a local directory
         or a hub id (e.g. "IDEA-Research/Rex-Omni"), through the same code."""
         source = NANO_DIR if name_or_path is None else name_or_path
+        text = str(source)
+        if not Path(source).exists() and (Path(source).is_absolute() or text.startswith((".", "~"))):
+            raise FileNotFoundError(f"no checkpoint directory at {text}")
         if name_or_path is None and not (NANO_DIR / "model.safetensors").is_file():
             raise FileNotFoundError(
                 f"the embedded nano checkpoint is missing from {NANO_DIR} (a broken install?)"

@@ -78,6 +78,11 @@ def test_unreachable_hub_id_gives_a_clear_error(monkeypatch):
         RexOmni.from_pretrained("IDEA-Research/no-such-rexomni-model", device="cpu")
 
 
+def test_a_missing_local_directory_is_not_taken_for_a_hub_id(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no checkpoint directory"):
+        RexOmni.from_pretrained(tmp_path / "missing")
+
+
 def test_save_and_reload_give_identical_outputs(random_nano, tmp_path):
     model = RexOmni.from_pretrained(random_nano)
     image = TinyShapes(seed=3)[0].image
