@@ -43,7 +43,9 @@ MAX_IMAGE_SIDE = 16384
 MAX_ASPECT_RATIO = 200
 
 # The released demo's decoding: greedy with a light repetition penalty, stop at <|im_end|>.
+# max_new_tokens: the checkpoint's generation_config.json may set a tighter cap (nano: 512).
 DEFAULT_GENERATION = {"do_sample": False, "repetition_penalty": 1.05, "max_new_tokens": 2048}
+NANO_MAX_NEW_TOKENS = 512  # a dense nano scene (40 boxes) answers in about 250 tokens
 
 
 # --------------------------------------------------------------------------- processor
@@ -204,6 +206,7 @@ def build_nano(seed: int = 0, text: dict | None = None, vision: dict | None = No
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(nano_config(tokenizer, text, vision))
     init_coordinate_embeddings(model, coordinate_token_ids(tokenizer))
+    model.generation_config.max_new_tokens = NANO_MAX_NEW_TOKENS
     return RexOmni(model, processor)
 
 
@@ -362,6 +365,8 @@ class RexOmni:
         """
         requests = self._requests(images, task, categories, keypoint_type, visual_prompt_boxes)
         settings = dict(DEFAULT_GENERATION)
+        if self.model.generation_config.max_new_tokens:
+            settings["max_new_tokens"] = self.model.generation_config.max_new_tokens
         settings.update(generation)
         eos = self.tokenizer.convert_tokens_to_ids(IM_END)
         start = time.perf_counter()

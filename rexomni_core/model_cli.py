@@ -27,7 +27,7 @@ def register(subparsers) -> None:
     parser.add_argument("--model", help="checkpoint directory or hub id (default: embedded nano)")
     parser.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--max-new-tokens", type=int, default=2048)
+    parser.add_argument("--max-new-tokens", type=int, help="cap on generated tokens (default: the checkpoint's, else 2048)")
     parser.add_argument("--json", action="store_true", help="print one JSON record per image")
     parser.add_argument("--out", type=Path, help="write <image>.json and <image>.png (annotated) here")
     parser.set_defaults(func=run_predict)
@@ -49,7 +49,7 @@ def run_predict(args: argparse.Namespace) -> int:
             categories=categories,
             keypoint_type=args.keypoint_type,
             visual_prompt_boxes=None if args.visual_prompt is None else [args.visual_prompt] * len(paths),
-            max_new_tokens=args.max_new_tokens,
+            **({"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}),
         )
         for path, prediction in zip(paths, predictions):
             record = {"image": str(path), **prediction.to_dict()}

@@ -65,6 +65,9 @@ def build_queries(payload: dict, image_root: Path, task: str, categories: str = 
     queries = []
     for image in payload["images"]:
         path = image_root / image["file_name"]
+        if not path.is_file() and (image_root.parent / image["file_name"]).is_file():
+            # `rexomni data synth` writes file_name "images/…" relative to the dataset folder.
+            path = image_root.parent / image["file_name"]
         if not path.is_file():
             raise FileNotFoundError(f"image {image['id']}: {path} does not exist")
         present = list(dict.fromkeys(names[a["category_id"]] for a in by_image[image["id"]]))
