@@ -9,7 +9,7 @@ text and `text` repeats it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Mapping, Sequence, Union
+from typing import Any, ClassVar, Iterable, Mapping, Sequence, Union
 
 
 @dataclass
@@ -77,6 +77,14 @@ class Keypoints:
 Region = Union[Box, Point, Polygon, Keypoints]
 
 
+def group_by_phrase(regions: Iterable[Region]) -> dict[str, list[Region]]:
+    """Regions grouped by phrase, phrases in order of first appearance, regions in order."""
+    grouped: dict[str, list[Region]] = {}
+    for region in regions:
+        grouped.setdefault(region.phrase, []).append(region)
+    return grouped
+
+
 @dataclass(frozen=True)
 class ParseProblem:
     """A piece of model text the parser dropped, and why."""
@@ -121,10 +129,8 @@ class Prediction:
         return not self.problems
 
     def by_phrase(self) -> dict[str, list[Region]]:
-        grouped: dict[str, list[Region]] = {p: [] for p in self.phrases}
-        for region in self.regions:
-            grouped.setdefault(region.phrase, []).append(region)
-        return grouped
+        """Every phrase of the answer (absent ones with no regions) → its regions, in order."""
+        return {phrase: [] for phrase in self.phrases} | group_by_phrase(self.regions)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready summary: regions, absent phrases, problems and generation facts."""

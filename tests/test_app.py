@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from rexomni_core.data.worlds import generate
-from rexomni_core.demo import TAB_ENDPOINTS, LoadedModel, build_demo, load_model
+from rexomni_core.demo import TAB_ENDPOINTS, build_demo, load_model
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO / "artifacts" / "screenshots"

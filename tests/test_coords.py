@@ -8,7 +8,6 @@ from rexomni_core.coords import (
     MAX_BIN,
     dequantize,
     quantize,
-    quantize_xy,
     roundtrip_xy,
     tokens_text,
 )

@@ -6,7 +6,6 @@ its centre) regions, ground truth is Polygon (a mask outline) or Box regions, ma
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Iterable, Sequence
 
 import numpy as np
@@ -14,7 +13,7 @@ import numpy as np
 from rexomni_core.eval.f1 import F1Report, f1_from_quality_groups
 from rexomni_core.eval.inputs import Detections, GroundTruth
 from rexomni_core.eval.matching import as_rings, polygon_mask
-from rexomni_core.regions import Box, Point, Polygon
+from rexomni_core.regions import Box, Point, Polygon, group_by_phrase
 
 POINT_HIT = (0.5,)  # quality is 1 (inside) or 0 (outside): any threshold in (0, 1] works
 
@@ -37,20 +36,13 @@ def inside(xy: tuple[float, float], target: Box | Polygon) -> bool:
     return x0 <= x <= x1 and y0 <= y <= y1
 
 
-def _by_phrase(regions: Iterable) -> dict[str, list]:
-    grouped: dict[str, list] = defaultdict(list)
-    for region in regions:
-        grouped[region.phrase].append(region)
-    return grouped
-
-
 def pointing_f1(samples: Iterable[tuple[Sequence[Point | Box], Sequence[Box | Polygon]]]) -> F1Report:
     """F1@Point over (predictions, ground truth) per image: a point is a TP when it lies inside a
     still-unmatched GT region of its phrase; one-to-one, greedy in output order."""
 
     def groups():
         for predictions, targets in samples:
-            predicted, expected = _by_phrase(predictions), _by_phrase(targets)
+            predicted, expected = group_by_phrase(predictions), group_by_phrase(targets)
             for phrase in predicted.keys() | expected.keys():
                 hits = [[float(inside(point_of(p), t)) for t in expected.get(phrase, [])] for p in predicted.get(phrase, [])]
                 yield phrase, np.array(hits, dtype=np.float64).reshape(len(predicted.get(phrase, [])), len(expected.get(phrase, [])))

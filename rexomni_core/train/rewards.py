@@ -13,7 +13,6 @@ phrase answered `None`) scores 1.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
@@ -22,16 +21,9 @@ from ..eval.keypoints import box_area, oks
 from ..eval.matching import box_iou, one_to_one
 from ..eval.ocr import region_iou, text_of
 from ..eval.points import inside, point_of
-from ..regions import Box, Keypoints, Polygon, Prediction, Region
+from ..regions import Box, Keypoints, Polygon, Prediction, Region, group_by_phrase
 
 Quality = Callable[[Region, Region], float]
-
-
-def _by_phrase(regions: Iterable[Region]) -> dict[str, list[Region]]:
-    grouped: dict[str, list[Region]] = defaultdict(list)
-    for region in regions:
-        grouped[region.phrase].append(region)
-    return grouped
 
 
 def matched_f1(predictions: Sequence[Region], truth: Sequence[Region], quality: Quality) -> float:
@@ -40,7 +32,7 @@ def matched_f1(predictions: Sequence[Region], truth: Sequence[Region], quality: 
         return 1.0
     if not predictions or not truth:
         return 0.0
-    predicted, expected = _by_phrase(predictions), _by_phrase(truth)
+    predicted, expected = group_by_phrase(predictions), group_by_phrase(truth)
     total = 0.0
     for phrase in predicted.keys() & expected.keys():
         grid = np.array([[quality(p, t) for t in expected[phrase]] for p in predicted[phrase]])
