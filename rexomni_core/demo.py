@@ -73,26 +73,24 @@ def run_prediction(
         prediction = predict(image, task=task, **inputs)
     except ValueError as error:  # bad input: say which, in the page
         raise gr.Error(str(error)) from None
-    return _outputs(image, prediction, min_score=0.0)
+    return _outputs(image, prediction)
 
 
-def _outputs(image, prediction: Prediction, min_score: float) -> tuple:
+def _outputs(image, prediction: Prediction) -> tuple:
     has_scores = any(r.score is not None for r in prediction.regions)
     stats = (
         f"**{len(prediction.regions)}** regions · {prediction.seconds or 0:.2f} s · "
         f"{prediction.num_prompt_tokens or 0} prompt tokens · {prediction.num_output_tokens or 0} output tokens"
         + (f" · ⚠ {len(prediction.problems)} parse problems" if prediction.problems else "")
     )
-    summary = prediction.to_dict()
-    parsed = {key: summary[key] for key in ("regions", "absent", "problems")}
     return (
-        annotate(image, prediction, min_score=min_score if has_scores else None),
-        parsed,
+        annotate(image, prediction),
+        prediction.parsed_dict(),
         prediction.raw_text,
         prediction.prompt or "",
         stats,
         (image, prediction),
-        gr.update(visible=has_scores),
+        gr.update(visible=has_scores, value=0),  # a new answer is shown whole
     )
 
 

@@ -40,6 +40,5 @@ def run_parse(args: argparse.Namespace) -> int:
     if args.official:
         print(json.dumps(prediction.to_official(), indent=1))
         return 0
-    summary = prediction.to_dict()
-    print(json.dumps({key: summary[key] for key in ("regions", "absent", "problems")}, indent=1))
+    print(json.dumps(prediction.parsed_dict(), indent=1))
     return 0

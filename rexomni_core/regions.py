@@ -132,15 +132,21 @@ class Prediction:
         """Every phrase of the answer (absent ones with no regions) → its regions, in order."""
         return {phrase: [] for phrase in self.phrases} | group_by_phrase(self.regions)
 
+    def parsed_dict(self) -> dict[str, Any]:
+        """What the answer says, JSON-ready: regions, absent phrases, parse problems."""
+        return {
+            "regions": [region_to_dict(r) for r in self.regions],
+            "absent": self.absent,
+            "problems": [str(p) for p in self.problems],
+        }
+
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready summary: regions, absent phrases, problems and generation facts."""
+        """`parsed_dict()` with the task, image size, decoder and generation facts."""
         return {
             "task": self.task,
             "image_size": [self.width, self.height],
             "decode": self.decode,
-            "regions": [region_to_dict(r) for r in self.regions],
-            "absent": self.absent,
-            "problems": [str(p) for p in self.problems],
+            **self.parsed_dict(),
             "prompt": self.prompt,
             "raw_text": self.raw_text,
             "seconds": self.seconds,
