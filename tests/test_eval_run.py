@@ -5,7 +5,8 @@ import json
 import pytest
 from PIL import Image
 
-from rexomni_core import Box, Point, parse, serialize
+from rexomni_core import Box, Keypoints, Point, Polygon, parse, serialize
+from rexomni_core.grammar import serialize_keypoints
 from rexomni_core.eval.run import build_queries, evaluate_model, find_dataset
 
 GT = {
@@ -58,12 +59,13 @@ class TruthModel:
 
 
 def test_dataset_folder_and_queries(dataset):
-    gt_file, image_root = find_dataset(dataset)
-    assert gt_file.name == "annotations.json" and image_root.name == "images"
-    queries = build_queries(GT, image_root, "detection")
+    gt_file, data_dir = find_dataset(dataset)
+    assert gt_file.name == "annotations.json" and data_dir == dataset
+    queries = build_queries(GT, data_dir, "detection")
+    assert queries[0].image_path == dataset / "images" / "a.png"
     assert [q.categories for q in queries] == [["red circle", "blue star"], ["red circle"]]
-    assert [q.categories for q in build_queries(GT, image_root, "detection", "all")][1] == ["red circle", "blue star"]
-    assert [q.visual_prompt_boxes for q in build_queries(GT, image_root, "visual_prompting")] == [
+    assert [q.categories for q in build_queries(GT, data_dir, "detection", "all")][1] == ["red circle", "blue star"]
+    assert [q.visual_prompt_boxes for q in build_queries(GT, data_dir, "visual_prompting")] == [
         [[10, 10, 50, 40]], [[100, 20, 150, 70]], [[60, 40, 90, 70]]]
 
 
@@ -92,7 +94,56 @@ def test_an_interrupted_run_resumes_without_asking_again(dataset, tmp_path):
 
 def test_missing_images_and_unknown_tasks_are_clear_errors(dataset, tmp_path):
     (dataset / "images" / "b.png").unlink()
-    with pytest.raises(FileNotFoundError, match="image 2: .*b.png does not exist"):
+    with pytest.raises(FileNotFoundError, match="image 2: b.png is in neither"):
         evaluate_model(TruthModel(), dataset, "detection", tmp_path / "out")
     with pytest.raises(ValueError, match="eval run supports tasks"):
-        build_queries(GT, dataset, "keypoint")
+        build_queries(GT, dataset, "segmentation")
+
+
+class AnnotationModel:
+    """Answers OCR, GUI and keypoint queries from a synthesized dataset's own annotations."""
+
+    def __init__(self, payload):
+        self.payload = payload
+
+    def predict(self, image, task, categories=None, keypoint_type=None, visual_prompt_boxes=None):
+        info = next(i for i in self.payload["images"] if image.endswith(i["file_name"]))
+        names = {c["id"]: c for c in self.payload["categories"]}
+        mine = [a for a in self.payload["annotations"] if a["image_id"] == info["id"]]
+        w, h = info["width"], info["height"]
+        if task.startswith("ocr"):
+            regions = [Box(a["text"], _xyxy(a["bbox"])) if task == "ocr_box" else Polygon(a["text"], a["segmentation"][0])
+                       for a in mine if names[a["category_id"]]["name"] == categories[0]]
+        elif task.startswith("gui"):
+            target = next(a for a in mine if f"{a['text']} {names[a['category_id']]['name']}" == categories[0])
+            x0, y0, x1, y1 = _xyxy(target["bbox"])
+            regions = [Box(categories[0], [x0, y0, x1, y1])] if task == "gui_grounding" else [Point(categories[0], [(x0 + x1) / 2, (y0 + y1) / 2])]
+        else:
+            schema = names[mine[0]["category_id"]]["keypoints"]
+            regions = [
+                Keypoints("person", {n: a["keypoints"][3 * k: 3 * k + 2] if a["keypoints"][3 * k + 2] else None
+                                     for k, n in enumerate(schema)}, box=_xyxy(a["bbox"]))
+                for a in mine
+            ]
+            return parse(serialize_keypoints(regions, w, h), w, h, task=task)
+        return parse(serialize(regions, w, h, task=task), w, h, task=task)
+
+
+def _xyxy(bbox):
+    x, y, bw, bh = bbox
+    return [x, y, x + bw, y + bh]
+
+
+@pytest.mark.parametrize("world, task, key", [
+    ("ocr", "ocr_box", "e2e_f1@0.5"), ("ocr", "ocr_polygon", "e2e_f1@0.5"),
+    ("gui", "gui_grounding", "accuracy"), ("gui", "gui_pointing", "accuracy"),
+    ("keypoints", "keypoint", "f1@oks0.5"),
+])
+def test_region_tasks_score_a_perfect_answer_as_one(tmp_path, world, task, key):
+    from rexomni_core.cli import main
+
+    assert main(["data", "synth", "--world", world, "--n", "2", "--seed", "5", "--out", str(tmp_path / "data")]) == 0
+    payload = json.loads((tmp_path / "data" / "annotations.json").read_text())
+    metrics = evaluate_model(AnnotationModel(payload), tmp_path / "data", task, tmp_path / "out")
+    assert metrics[key] == pytest.approx(1.0)
+    assert metrics["well_formed"] == 1.0

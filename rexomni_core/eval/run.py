@@ -7,13 +7,15 @@ they come, so an interrupted run resumes where it stopped.
 
 Which phrases a prompt names is a choice the paper's tables depend on: `present` (default) asks,
 per image, for the categories that image has; `all` asks for every category of the dataset, so
-hallucinated categories count as false positives.
+hallucinated categories count as false positives. OCR asks per image for each granularity present
+(`word`, `text line`); GUI grounding asks once per element, named "<label> <role>" as the data
+engine names it; keypoints ask per image for `person`.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -22,9 +24,15 @@ from tqdm import tqdm
 
 from .f1 import counting_mae, evaluate_f1, sound_f1
 from .inputs import detections_from_records, ground_truth_from_payload, read_json
-from .points import pointing_f1_arrays, pointing_summary
+from ..regions import Box, Keypoints, Polygon, Region, region_from_dict
+from .keypoints import keypoint_f1
+from .ocr import ocr_scores
+from .points import gui_grounding_accuracy, pointing_f1_arrays, pointing_summary
 
-TASKS = ("detection", "referring", "pointing", "visual_prompting")
+BOX_TASKS = ("detection", "referring", "pointing", "visual_prompting")
+# Tasks scored query by query against ground-truth regions rebuilt from the COCO file.
+REGION_TASKS = ("ocr_box", "ocr_polygon", "gui_grounding", "gui_pointing", "keypoint")
+TASKS = BOX_TASKS + REGION_TASKS
 CATEGORY_CHOICES = ("present", "all")
 
 
@@ -38,21 +46,31 @@ class Query:
     categories: list[str] | None = None
     visual_prompt_boxes: list[list[float]] | None = None
     category_id: int | None = None  # visual prompting answers are for this category
+    keypoint_type: str | None = None
+    truth: list[Region] = field(default_factory=list)  # REGION_TASKS: what the answer should say
 
 
 def find_dataset(data_dir: Path) -> tuple[Path, Path]:
-    """The COCO file of a dataset folder and the folder its `file_name`s are relative to."""
+    """The COCO file of a dataset folder, and the folder itself."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
         raise FileNotFoundError(f"{data_dir}: no such dataset folder")
     candidates = [data_dir / "annotations.json"] if (data_dir / "annotations.json").exists() else sorted(data_dir.glob("*.json"))
     if len(candidates) != 1:
         raise ValueError(f"{data_dir}: expected one COCO JSON file (annotations.json), found {[c.name for c in candidates]}")
-    image_root = data_dir / "images" if (data_dir / "images").is_dir() else data_dir
-    return candidates[0], image_root
+    return candidates[0], data_dir
 
 
-def build_queries(payload: dict, image_root: Path, task: str, categories: str = "present") -> list[Query]:
+def _image_path(data_dir: Path, image: dict) -> Path:
+    """`file_name` relative to the dataset folder (as `rexomni data synth` writes "images/…"),
+    or to its `images/` subfolder (as COCO downloads are laid out)."""
+    for path in (data_dir / image["file_name"], data_dir / "images" / image["file_name"]):
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"image {image['id']}: {image['file_name']} is in neither {data_dir} nor {data_dir / 'images'}")
+
+
+def build_queries(payload: dict, data_dir: Path, task: str, categories: str = "present") -> list[Query]:
     if task not in TASKS:
         raise ValueError(f"eval run supports tasks {', '.join(TASKS)}; got {task!r}")
     if categories not in CATEGORY_CHOICES:
@@ -64,12 +82,10 @@ def build_queries(payload: dict, image_root: Path, task: str, categories: str = 
             by_image[annotation["image_id"]].append(annotation)
     queries = []
     for image in payload["images"]:
-        path = image_root / image["file_name"]
-        if not path.is_file() and (image_root.parent / image["file_name"]).is_file():
-            # `rexomni data synth` writes file_name "images/…" relative to the dataset folder.
-            path = image_root.parent / image["file_name"]
-        if not path.is_file():
-            raise FileNotFoundError(f"image {image['id']}: {path} does not exist")
+        path = _image_path(data_dir, image)
+        if task in REGION_TASKS:
+            queries.extend(_region_queries(task, image["id"], path, by_image[image["id"]], payload["categories"]))
+            continue
         present = list(dict.fromkeys(names[a["category_id"]] for a in by_image[image["id"]]))
         if task == "visual_prompting":
             # One query per category present: its first instance is the reference box.
@@ -82,6 +98,61 @@ def build_queries(payload: dict, image_root: Path, task: str, categories: str = 
         if asked:
             queries.append(Query(str(image["id"]), image["id"], path, categories=asked))
     return queries
+
+
+def _region_queries(task: str, image_id: int, path: Path, annotations: list[dict], categories: list[dict]) -> list[Query]:
+    category = {c["id"]: c for c in categories}
+    if task.startswith("ocr"):
+        queries = []
+        for granularity in dict.fromkeys(category[a["category_id"]]["name"] for a in annotations):
+            truth = [_text_region(a, task) for a in annotations if category[a["category_id"]]["name"] == granularity]
+            queries.append(Query(f"{image_id}/{granularity}", image_id, path, categories=[granularity], truth=truth))
+        return queries
+    if task.startswith("gui"):
+        return [
+            Query(f"{image_id}/{a['id']}", image_id, path, categories=[f"{a['text']} {category[a['category_id']]['name']}"],
+                  truth=[Box(category[a["category_id"]]["name"], _xyxy(a["bbox"]))])
+            for a in annotations
+        ]
+    truth = [_keypoint_instance(a, category[a["category_id"]]) for a in annotations if a.get("keypoints")]
+    return [Query(str(image_id), image_id, path, categories=["person"], keypoint_type="person", truth=truth)]
+
+
+def _xyxy(bbox: list[float]) -> list[float]:
+    x, y, w, h = bbox
+    return [x, y, x + w, y + h]
+
+
+def _text_region(annotation: dict, task: str) -> Region:
+    text, segmentation = annotation.get("text", ""), annotation.get("segmentation")
+    if task == "ocr_polygon" and isinstance(segmentation, list) and len(segmentation) == 1:
+        return Polygon(text, list(segmentation[0]), text=text)
+    return Box(text, _xyxy(annotation["bbox"]), text=text)
+
+
+def _keypoint_instance(annotation: dict, category: dict) -> Keypoints:
+    triplets = annotation["keypoints"]
+    coords = {
+        name: [triplets[3 * k], triplets[3 * k + 1]] if triplets[3 * k + 2] > 0 else None
+        for k, name in enumerate(category["keypoints"])
+    }
+    return Keypoints(category["name"], coords, box=_xyxy(annotation["bbox"]))
+
+
+def score_region_task(task: str, queries: list[Query], answers: list[dict]) -> dict[str, Any]:
+    """Metrics of an OCR, GUI or keypoint run: each answer against its query's ground truth."""
+    pairs = [([region_from_dict(r) for r in a["prediction"]["regions"]], q.truth) for q, a in zip(queries, answers)]
+    if task.startswith("ocr"):
+        report = ocr_scores(pairs)
+        metrics = {f"e2e_{k}": v for k, v in report.end_to_end.to_dict().items() if "@" in k}
+        metrics.update({f"det_{k}": v for k, v in report.detection.to_dict().items() if "@" in k})
+        metrics.update(mean_edit_distance=report.mean_edit_distance, matched_pairs=report.matched_pairs)
+        return metrics
+    if task.startswith("gui"):
+        return {"accuracy": gui_grounding_accuracy((predicted[0] if predicted else None, truth[0]) for predicted, truth in pairs)}
+    report = keypoint_f1(pairs)
+    return {"f1@oks0.5": report.at_50.f1, "f1@oks_mean": report.at_miou.f1,
+            "precision@oks0.5": report.at_50.precision, "recall@oks0.5": report.at_50.recall}
 
 
 def _done_answers(answers_file: Path) -> dict[str, dict]:
@@ -103,9 +174,10 @@ def predict_queries(model, queries: list[Query], task: str, answers_file: Path, 
             if query.key in done:
                 yield done[query.key]
                 continue
+            extra = {"keypoint_type": query.keypoint_type} if query.keypoint_type else {}
             prediction = model.predict(
                 str(query.image_path), task=task, categories=query.categories,
-                visual_prompt_boxes=query.visual_prompt_boxes, **generation,
+                visual_prompt_boxes=query.visual_prompt_boxes, **extra, **generation,
             )
             record = {"key": query.key, "image_id": query.image_id, "category_id": query.category_id,
                       "prediction": prediction.to_dict()}
@@ -137,16 +209,18 @@ def evaluate_model(
     model, data_dir: Path, task: str, out_dir: Path, categories: str = "present", protocol: str = "sound", **generation
 ) -> dict[str, Any]:
     """Predict then score; writes answers.jsonl, predictions.json and metrics.json in `out_dir`."""
-    gt_file, image_root = find_dataset(Path(data_dir))
+    gt_file, data_dir = find_dataset(Path(data_dir))
     payload = read_json(gt_file)
     # Points are judged against masks where every annotation has polygons (METRICS.md), else boxes.
     use_masks = task == "pointing" and all(
         isinstance(a.get("segmentation"), list) and a["segmentation"] for a in payload["annotations"]
     )
     gt = ground_truth_from_payload(payload, str(gt_file), with_polygons=use_masks)
-    queries = build_queries(payload, image_root, task, categories)
+    queries = build_queries(payload, data_dir, task, categories)
     out_dir = Path(out_dir)
     answers = list(predict_queries(model, queries, task, out_dir / "answers.jsonl", **generation))
+    if task in REGION_TASKS:
+        return _finish(score_region_task(task, queries, answers), answers, out_dir)
     category_ids = {c["name"]: c["id"] for c in payload["categories"]}
     results = [record for answer in answers for record in coco_results(answer, category_ids)]
     (out_dir / "predictions.json").write_text(json.dumps(results))
@@ -159,6 +233,11 @@ def evaluate_model(
         metrics["counting_mae"] = counting_mae(gt, dets)
     else:
         metrics = evaluate_f1(gt, dets, protocol).to_dict()
+    return _finish(metrics, answers, out_dir)
+
+
+def _finish(metrics: dict[str, Any], answers: list[dict], out_dir: Path) -> dict[str, Any]:
+    """Add what every task reports (well-formed share, answer count, length) and save."""
     problems = [len(a["prediction"]["problems"]) for a in answers]
     metrics["well_formed"] = float(np.mean([p == 0 for p in problems])) if problems else 1.0
     metrics["answers"] = len(answers)
