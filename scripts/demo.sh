@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Set everything up, then run the main job: parse a Rex-Omni answer and draw it.
+# Set everything up, then run the main job: the browser demo on the embedded Rex-Omni-nano model,
+# offline, at http://127.0.0.1:7860 (extra arguments go to app.py, e.g. --port 8000).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export HF_HUB_OFFLINE=1 HF_HUB_DISABLE_TELEMETRY=1 GRADIO_ANALYTICS_ENABLED=False
-exec .venv/bin/rexomni parse --width 1280 --height 720 \
-    '<|object_ref_start|>man<|object_ref_end|><|box_start|><12><40><310><600>,<400><50><700><610><|box_end|>, <|object_ref_start|>laptop<|object_ref_end|><|box_start|>None<|box_end|><|im_end|>'
+exec .venv/bin/python app.py "$@"

@@ -45,8 +45,33 @@ class LoraSettings:
     )
 
 
+class YamlConfig:
+    """Read from and written to YAML; nested dataclass fields are nested sections."""
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None):
+        import yaml
+
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+        for item in overrides or []:
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise ValueError(f"--set takes key=value, got {item!r}")
+            node = raw
+            *parents, leaf = key.split(".")
+            for parent in parents:
+                node = node.setdefault(parent, {})
+            node[leaf] = yaml.safe_load(value)
+        return _from_dict(cls, raw)
+
+    def to_yaml(self, path: str | Path) -> None:
+        import yaml
+
+        Path(path).write_text(yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))
+
+
 @dataclass
-class SFTConfig:
+class SFTConfig(YamlConfig):
     output_dir: str = "runs/sft"
     # "nano-init": a fresh nano model; None: the shipped nano; else a directory or hub id.
     model: str | None = NANO_INIT
@@ -78,26 +103,35 @@ class SFTConfig:
     dataloader_num_workers: int = 0
     report_to: str = "none"
 
-    @classmethod
-    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None) -> "SFTConfig":
-        import yaml
+@dataclass
+class GRPOConfig(YamlConfig):
+    """GRPO after SFT: prompts from the data engines (by default the dense shapes split, where the
+    paper saw duplicates), `num_generations` completions per prompt, KL weight `beta`."""
 
-        raw = yaml.safe_load(Path(path).read_text()) or {}
-        for item in overrides or []:
-            key, sep, value = item.partition("=")
-            if not sep:
-                raise ValueError(f"--set takes key=value, got {item!r}")
-            node = raw
-            *parents, leaf = key.split(".")
-            for parent in parents:
-                node = node.setdefault(parent, {})
-            node[leaf] = yaml.safe_load(value)
-        return _from_dict(cls, raw)
-
-    def to_yaml(self, path: str | Path) -> None:
-        import yaml
-
-        Path(path).write_text(yaml.safe_dump(dataclasses.asdict(self), sort_keys=False))
+    output_dir: str = "runs/grpo"
+    model: str | None = None  # None: the shipped nano; else a directory or hub id
+    data: DataConfig = field(
+        default_factory=lambda: DataConfig(
+            kwargs={"mixture": [{"world": "shapes", "task": "detection", "split": "dense"}], "seed": 7}
+        )
+    )
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    num_prompts: int = 1024  # prompts drawn from the data source (the first N of the stream)
+    max_steps: int = 200
+    prompts_per_step: int = 2
+    num_generations: int = 8  # the group whose rewards are compared
+    beta: float = 0.04  # KL weight toward the starting model
+    learning_rate: float = 1e-5
+    temperature: float = 1.0
+    max_completion_length: int = 512
+    format_weight: float = 0.1  # weight of the format reward beside the task reward (weight 1)
+    logging_steps: int = 5
+    save_steps: int = 50
+    save_total_limit: int = 2
+    resume: bool = True
+    seed: int = 0
+    bf16: bool = False
+    report_to: str = "none"
 
 
 def _from_dict(cls, raw: dict):
@@ -107,6 +141,14 @@ def _from_dict(cls, raw: dict):
         raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}; known: {sorted(fields)}")
     values = {}
     for name, value in raw.items():
-        nested = {"data": DataConfig, "lora": LoraSettings}.get(name) if cls is SFTConfig else None
+        nested = _section_type(fields[name])
         values[name] = _from_dict(nested, value or {}) if nested else value
     return cls(**values)
+
+
+def _section_type(config_field: dataclasses.Field) -> type | None:
+    """The dataclass a field holds when it is a nested section (`data:`, `lora:`), else None."""
+    if config_field.default_factory is dataclasses.MISSING:
+        return None
+    default = config_field.default_factory()
+    return type(default) if dataclasses.is_dataclass(default) else None

@@ -12,8 +12,6 @@ rexomni_core/train/accelerate/<zero2|fsdp>.yaml -m rexomni_core.cli train sft --
 
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,12 +22,12 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from ..coords import NUM_BINS
 from ..grammar import IM_END
-from ..model import RexOmni, build_nano, load_image, save_processor
+from ..model import RexOmni, build_nano, load_image
 from ..tokenizer import coordinate_token_ids
+from .common import SaveRexOmniFiles, apply_lora, latest_checkpoint, save_final
 from .configs import NANO_INIT, SFTConfig
 
 IGNORE_INDEX = -100
-_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
 class SFTCollator:
@@ -118,25 +116,6 @@ class ConversationDataset(Dataset):
         return self.source[index]
 
 
-class SaveRexOmniFiles(TrainerCallback):
-    """Make every checkpoint a complete Rex-Omni directory (tokenizer + image processor)."""
-
-    def __init__(self, processor):
-        self.processor = processor
-
-    def on_save(self, args, state, control, **kwargs):
-        save_processor(self.processor, Path(args.output_dir) / f"checkpoint-{state.global_step}")
-
-
-def latest_checkpoint(output_dir: str | Path) -> Path | None:
-    found = [
-        (int(m.group(1)), path)
-        for path in Path(output_dir).glob("checkpoint-*")
-        if (m := _CHECKPOINT.match(path.name)) and (path / "trainer_state.json").is_file()
-    ]
-    return max(found)[1] if found else None
-
-
 def load_for_training(config: SFTConfig) -> RexOmni:
     if config.model == NANO_INIT:
         rexomni = build_nano(seed=config.seed, **config.nano_architecture)
@@ -158,17 +137,7 @@ def train_sft(config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()) -> P
     model = rexomni.model.train()
     if config.freeze_vision:
         model.model.visual.requires_grad_(False)
-    if config.lora.r > 0:
-        from peft import LoraConfig, get_peft_model
-
-        lora = LoraConfig(
-            r=config.lora.r,
-            lora_alpha=config.lora.alpha,
-            lora_dropout=config.lora.dropout,
-            # Only the language model's projections: the vision tower has its own names.
-            target_modules=rf"model\.language_model\..*\.({'|'.join(config.lora.target_modules)})",
-        )
-        model = get_peft_model(model, lora)
+    model = apply_lora(model, config.lora)
     resume = latest_checkpoint(output_dir) if config.resume else None
     samples = config.max_steps * config.batch_size * config.gradient_accumulation_steps
     dataset = ConversationDataset(config.data.build(), length=samples)
@@ -204,9 +173,4 @@ def train_sft(config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()) -> P
         callbacks=[SaveRexOmniFiles(rexomni.processor), *callbacks],
     )
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
-    final = output_dir / "final"
-    if config.lora.r > 0:
-        model = model.merge_and_unload()
-    RexOmni(model.eval(), rexomni.processor).save_pretrained(final)
-    (final / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
-    return final
+    return save_final(model, rexomni.processor, output_dir, trainer.state.log_history, config.lora)

@@ -1,0 +1,230 @@
+"""The browser demo, end to end: gradio_client per endpoint, a real Chromium per tab, the Space.
+
+Screenshots of every tab are saved under artifacts/screenshots/ (look at them: they are what a
+visitor sees).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from rexomni_core.data.worlds import generate
+from rexomni_core.demo import TAB_ENDPOINTS, LoadedModel, build_demo, load_model
+
+REPO = Path(__file__).resolve().parents[1]
+SCREENSHOTS = REPO / "artifacts" / "screenshots"
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _launch(demo):
+    port = _free_port()
+    demo.queue(default_concurrency_limit=1)
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    return f"http://127.0.0.1:{port}/"
+
+
+@pytest.fixture(scope="module")
+def nano():
+    loaded = load_model(None)
+    assert loaded.error is None, loaded.error
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def server(nano):
+    demo = build_demo(nano)
+    url = _launch(demo)
+    yield url
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def scene_file(tmp_path_factory):
+    scene = generate("shapes", seed=11)
+    path = tmp_path_factory.mktemp("scene") / "shapes.png"
+    scene.image.save(path)
+    return scene, path
+
+
+def test_every_endpoint_answers_through_gradio_client(server, scene_file):
+    from gradio_client import Client, handle_file
+
+    scene, path = scene_file
+    client = Client(server, verbose=False)
+    assert set(client.view_api(print_info=False, return_format="dict")["named_endpoints"]) == {
+        f"/{name}" for name in TAB_ENDPOINTS.values()
+    }
+    categories = ", ".join(dict.fromkeys(a.category for a in scene.annotations))
+    x0, y0, x1, y1 = scene.annotations[0].box
+    calls = {
+        "detect": (handle_file(str(path)), categories),
+        "point": (handle_file(str(path)), categories),
+        "visual_prompt": ({"image": handle_file(str(path)), "boxes": [{"xmin": x0, "ymin": y0, "xmax": x1, "ymax": y1}]},),
+        "ocr": (handle_file(str(path)), "word", "polygon"),
+        "gui_ground": (handle_file(str(path)), "Save button", "point"),
+        "keypoints": (handle_file(str(path)), "person", "person"),
+    }
+    for api_name, inputs in calls.items():
+        image_file, parsed, raw, prompt, stats, threshold = client.predict(*inputs, api_name=f"/{api_name}")
+        assert Path(image_file).exists(), api_name
+        assert prompt and "tokens" in stats, api_name
+        assert set(parsed) == {"regions", "absent", "problems"}, api_name
+    image_file, parsed, raw, prompt, stats, _ = client.predict(handle_file(str(path)), categories, api_name="/detect")
+    assert prompt == f"Detect {categories}. Output the bounding box coordinates in [x0, y0, x1, y1] format."
+    # The nano model answers its own world in well-formed text (how accurately is measured on
+    # held-out data in the model card, not here).
+    assert parsed["problems"] == [] and raw.endswith("<|im_end|>")
+
+
+def test_bad_input_comes_back_as_a_clear_error(server, scene_file):
+    from gradio_client import Client, handle_file
+
+    _, path = scene_file
+    with pytest.raises(Exception, match="needs categories"):
+        Client(server, verbose=False).predict(handle_file(str(path)), " , ", api_name="/detect")
+
+
+def test_a_model_that_cannot_load_shows_why_instead_of_a_traceback():
+    from gradio_client import Client
+
+    loaded = load_model("/nonexistent/checkpoint")
+    assert loaded.model is None and "/nonexistent/checkpoint" in loaded.error
+    demo = build_demo(loaded)
+    url = _launch(demo)
+    try:
+        page = urllib.request.urlopen(url, timeout=30).read().decode()
+        assert "could not be loaded" in page
+        with pytest.raises(Exception, match="could not be loaded"):
+            Client(url, verbose=False).predict(None, "cat", api_name="/detect")
+    finally:
+        demo.close()
+
+
+# ---------------------------------------------------------------- a real browser
+
+@pytest.fixture(scope="module")
+def browser():
+    if CHROMIUM is None:
+        pytest.fail("Debian's chromium is needed for the browser tests (scripts/setup.sh installs it)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.mark.parametrize("tab", list(TAB_ENDPOINTS))
+def test_each_tab_runs_in_chromium(browser, server, scene_file, tab):
+    scene, path = scene_file
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    try:
+        page.goto(server)
+        page.get_by_role("tab", name=tab, exact=True).click()
+        panel = page.locator("[role=tabpanel]:visible")
+        panel.locator("input[type=file]").first.set_input_files(str(path))
+        if tab == "Visual prompting":
+            _draw_reference_box(page, panel, scene)
+        elif tab in ("Detection", "Pointing"):
+            categories = ", ".join(dict.fromkeys(a.category for a in scene.annotations))
+            panel.get_by_label("Categories", exact=False).first.fill(categories)
+        else:
+            panel.locator("img").first.wait_for()  # the upload has rendered
+        panel.get_by_role("button", name="Run").click()
+        raw = panel.locator(".result-raw textarea")
+        page.wait_for_function(
+            "el => el.value.length > 0", arg=raw.element_handle(), timeout=60_000
+        )
+        # Gradio fades outputs while an event is pending; the screenshot waits until it is done.
+        page.wait_for_function("() => document.querySelectorAll('.pending').length === 0", timeout=30_000)
+        result = panel.locator(".result-image img")
+        result.wait_for()
+        # The image fades in; screenshot it once it is decoded and fully opaque.
+        page.wait_for_function(
+            "img => img.complete && getComputedStyle(img).opacity === '1'", arg=result.element_handle(), timeout=10_000
+        )
+        page.wait_for_timeout(400)
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SCREENSHOTS / f"{TAB_ENDPOINTS[tab]}.png"), full_page=True)
+        assert "regions" in panel.locator(".result-stats").first.inner_text()
+        assert result.count() == 1
+        if tab == "Detection":
+            assert "<|box_start|>" in raw.input_value()
+    finally:
+        page.close()
+
+
+def _draw_reference_box(page, panel, scene):
+    canvas = panel.locator("canvas").first
+    canvas.wait_for()
+    page.wait_for_timeout(500)  # the annotator lays the image out after upload
+    frame = canvas.bounding_box()
+    # The image is centred in the canvas at the largest scale that fits.
+    scale = min(frame["width"] / scene.width, frame["height"] / scene.height)
+    left = frame["x"] + (frame["width"] - scene.width * scale) / 2
+    top = frame["y"] + (frame["height"] - scene.height * scale) / 2
+    x0, y0, x1, y1 = scene.annotations[0].box
+    page.mouse.move(left + x0 * scale, top + y0 * scale)
+    page.mouse.down()
+    page.mouse.move(left + x1 * scale, top + y1 * scale, steps=8)
+    page.mouse.up()
+
+
+# ---------------------------------------------------------------- the Space
+
+
+def test_built_space_starts_on_cpu_with_the_nano_model(tmp_path):
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        from build_space import build_space
+    finally:
+        sys.path.pop(0)
+    space = build_space(tmp_path / "space")
+    front_matter = (space / "README.md").read_text().split("---")[1]
+    for key in ("title:", "sdk: gradio", "sdk_version:", "app_file: app.py", "python_version:", "models:", "short_description:", "license:"):
+        assert key in front_matter
+    assert (space / "rexomni_core" / "demo.py").exists()
+    port = _free_port()
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "GRADIO_SERVER_NAME": "127.0.0.1",
+           "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+    process = subprocess.Popen([sys.executable, "app.py"], cwd=space, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            try:
+                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read().decode()
+                break
+            except OSError:
+                assert process.poll() is None, process.stdout.read()
+                time.sleep(1)
+        else:
+            pytest.fail("the Space did not start within 120 s")
+        assert "Rex-Omni-nano" in page and "could not be loaded" not in page
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=30)[0]
+    assert "serving Rex-Omni-nano on CPU" in output
+    # The Space runs the package copied into it, not the one installed for development.
+    imported = subprocess.run([sys.executable, "-c", "import rexomni_core; print(rexomni_core.__file__)"],
+                              cwd=space, env=env, capture_output=True, text=True, check=True).stdout
+    assert imported.strip() == str(space / "rexomni_core" / "__init__.py")
