@@ -56,7 +56,9 @@ def coordinate_error(model: RexOmni, conversations) -> dict[str, float]:
     guessed = log_probs[keep][:, ids].argmax(dim=-1)
     error = (guessed - bin_of[targets]).abs().float()
     return {"coordinate_nll": float(nll), "coordinate_mae_bins": float(error.mean()),
-            "coordinate_within_20_bins": float(np.mean((error <= 20).numpy()))}
+            "coordinate_within_20_bins": float(np.mean((error <= 20).numpy())),
+            # What answering the image centre for every coordinate would score.
+            "centre_guess_mae_bins": float((bin_of[targets] - 499.5).abs().mean())}
 
 
 def learning_curve(points: list[dict], out: Path) -> None:
@@ -71,6 +73,7 @@ def learning_curve(points: list[dict], out: Path) -> None:
     ax.plot(steps, [p["coordinate_mae_bins"] for p in points], "o-", label="coordinate error (bins, of 1000)")
     for p in points:
         ax.annotate(p["stage"], (p["step"], p["coordinate_mae_bins"]), fontsize=7, xytext=(2, 4), textcoords="offset points")
+    ax.axhline(points[0]["centre_guess_mae_bins"], color="grey", linestyle=":", label="always the image centre")
     ax.set_xlabel("cumulative optimizer steps (batch 16)")
     ax.set_ylabel("mean |argmax - truth| (bins)")
     twin = ax.twinx()
@@ -93,7 +96,7 @@ def sample_predictions(model: RexOmni, test_set: Path, out: Path, count: int = 4
     tiles = []
     for image in payload["images"][:count]:
         present = sorted({names[a["category_id"]] for a in payload["annotations"] if a["image_id"] == image["id"]})
-        picture = Image.open(test_set / "images" / image["file_name"]).convert("RGB")
+        picture = Image.open(test_set / image["file_name"]).convert("RGB")  # "images/…"
         tiles.append(annotate(picture, model.predict(picture, categories=present)))
     height = max(t.height for t in tiles)
     sheet = Image.new("RGB", (sum(t.width for t in tiles), height), "white")
