@@ -218,7 +218,6 @@ class Request:
     """One prediction request, validated and turned into its prompt."""
 
     image: Image.Image
-    task: str
     prompt: str
 
 
@@ -419,7 +418,7 @@ class RexOmni:
                 width=pil.width,
                 height=pil.height,
             )
-            requests.append(Request(pil, task, prompt))
+            requests.append(Request(pil, prompt))
         return requests
 
 

@@ -64,9 +64,11 @@ class TinyShapes:
         max_objects: int = 2,
         sizes: tuple[int, int] = (112, 112),
         categories: list[str] | None = None,
+        max_absent: int = 2,
     ):
         self.seed, self.tasks, self.max_objects = seed, tuple(tasks), max_objects
         self.sizes, self.categories = tuple(sizes), categories or CATEGORIES
+        self.max_absent = max_absent
 
     def __getitem__(self, index: int) -> TinyConversation:
         rng = random.Random(self.seed * 1_000_003 + index)
@@ -96,7 +98,7 @@ class TinyShapes:
             regions, phrases = [Box("object_1", b) for b in same], ["object_1"]
         else:
             absent = [c for c in self.categories if c not in present]
-            phrases = present + rng.sample(absent, min(len(absent), rng.randint(0, 2)))
+            phrases = present + rng.sample(absent, min(len(absent), rng.randint(0, self.max_absent)))
             rng.shuffle(phrases)
             prompt = build_prompt(task, phrases)
             if task == "pointing":
