@@ -72,7 +72,7 @@ def synthetic_coco(num_images: int, seed: int = 0) -> tuple[dict, list[dict]]:
         copies = rng.integers(1, 4, size=len(gt_boxes))  # 1-3 predictions near each GT box
         near = np.repeat(gt_boxes, copies, axis=0) * rng.normal(1, 0.05, size=(copies.sum(), 4))
         near_categories = np.repeat(gt_categories, copies)
-        num_false = rng.poisson(4)
+        num_false = rng.poisson(6)
         false_categories = np.where(rng.random(num_false) < 0.5, rng.choice(present, num_false), rng.integers(1, 81, num_false))
         boxes = np.vstack([near, random_boxes(num_false)])
         for k, box in zip(np.concatenate([near_categories, false_categories]), boxes):

@@ -93,15 +93,28 @@ class Detections:
 
 
 def read_json(path: str | Path) -> Any:
-    """Parse a JSON file; a syntax error names the file, line and column."""
+    """Parse a JSON file; a syntax error names the file, line and column.
+
+    orjson, when installed, parses COCO-scale files about twice as fast. It rejects the NaN and
+    Infinity that Python writes into JSON, so on any orjson error the standard parser decides:
+    it reads those (the bad values are then reported per record) and words real syntax errors.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
+    data = path.read_bytes()
     try:
-        with path.open("rb") as handle:
-            return json.load(handle)
+        import orjson
+
+        return orjson.loads(data)
+    except (ImportError, ValueError):  # no orjson, or its JSONDecodeError: the standard parser decides
+        pass
+    try:
+        return json.loads(data)
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: malformed JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
+    except UnicodeDecodeError as error:
+        raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
 
 
 def xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:
