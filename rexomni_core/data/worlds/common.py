@@ -113,8 +113,9 @@ def image_size(rng: np.random.Generator, low: int = MIN_SIDE, high: int = MAX_SI
 
 
 def jitter_colour(rng: np.random.Generator, rgb: tuple[int, int, int]) -> tuple[int, int, int]:
-    shifted = np.asarray(rgb) + rng.integers(-COLOUR_JITTER, COLOUR_JITTER + 1, size=3)
-    return tuple(int(v) for v in np.clip(shifted, 0, 255))
+    offsets = rng.integers(-COLOUR_JITTER, COLOUR_JITTER + 1, size=3)
+    # Plain ints: three values do not pay numpy's per-call overhead.
+    return tuple(min(max(channel + int(offset), 0), 255) for channel, offset in zip(rgb, offsets))
 
 
 _OBJECT_RGB = np.array(list(OBJECT_COLOURS.values()), dtype=np.float64)
@@ -150,8 +151,10 @@ def linear_gradient(rng: np.random.Generator, width: int, height: int, start, en
     ys = np.arange(height, dtype=np.float32)[:, None] * np.sin(angle)
     t = xs + ys
     t = (t - t.min()) / max(float(t.max() - t.min()), 1.0)
-    pixels = (1 - t[..., None]) * np.asarray(start, np.float32) + t[..., None] * np.asarray(end, np.float32)
-    return Image.fromarray(pixels.astype(np.uint8), "RGB")
+    pixels = np.empty((height, width, 3), dtype=np.uint8)
+    for channel in range(3):  # per channel: no (H, W, 3) float temporaries; same values
+        pixels[..., channel] = (1 - t) * np.float32(start[channel]) + t * np.float32(end[channel])
+    return Image.fromarray(pixels, "RGB")
 
 
 def background(rng: np.random.Generator, width: int, height: int, kinds=BACKGROUND_KINDS) -> Image.Image:
