@@ -6,9 +6,10 @@ import textwrap
 
 from PIL import Image, ImageDraw, ImageFont
 
+from ..regions import Prediction
+from ..viz import annotate
 from .samplers import Conversation
 
-REGION_COLOUR = (255, 0, 90)
 PANEL_WIDTH_CHARS = 100
 
 
@@ -16,21 +17,12 @@ def render_conversation(conversation: Conversation) -> Image.Image:
     image = conversation.image
     if isinstance(image, str):
         image = Image.open(image)
-    picture = image.convert("RGB").copy()
-    draw = ImageDraw.Draw(picture)
-    for region in conversation.regions:
-        if region.kind == "box":
-            draw.rectangle(region.coords, outline=REGION_COLOUR, width=1)
-        elif region.kind == "polygon":
-            draw.polygon(region.coords, outline=REGION_COLOUR)
-        elif region.kind == "point":
-            x, y = region.coords
-            draw.ellipse([x - 3, y - 3, x + 3, y + 3], outline=(255, 255, 255), fill=REGION_COLOUR)
-        else:  # keypoints
-            draw.rectangle(region.bounds(), outline=REGION_COLOUR, width=1)
-            for xy in region.coords.values():
-                if xy is not None:
-                    draw.ellipse([xy[0] - 2, xy[1] - 2, xy[0] + 2, xy[1] + 2], fill=REGION_COLOUR)
+    truth = Prediction(
+        regions=list(conversation.regions), raw_text=conversation.answer, problems=[],
+        width=conversation.width, height=conversation.height, task=conversation.task,
+        phrases=list(conversation.phrases),
+    )
+    picture = annotate(image, truth)
     font = ImageFont.load_default(size=11)
     lines = [f"task: {conversation.task}"]
     for label, text in (("prompt", conversation.prompt), ("answer", conversation.answer)):
