@@ -25,7 +25,7 @@ import json
 import re
 from typing import Iterable, Sequence
 
-from .coords import MAX_BIN, check_decoder, check_size, dequantize_xy, quantize_xy, tokens_text
+from .coords import MAX_BIN, bins_in, check_decoder, check_size, dequantize_xy, quantize_xy, tokens_text
 from .regions import Box, Keypoints, ParseProblem, Point, Polygon, Prediction, Region
 from .tasks import get_task
 
@@ -39,7 +39,6 @@ UNVISIBLE = "unvisible"
 _MARKER = re.compile(r"<\|(object_ref_start|object_ref_end|box_start|box_end)\|>")
 _STOP = re.compile(r"<\|(?:im_end|endoftext)\|>")
 _REGION = re.compile(r"\s*(?:<(?:0|[1-9]\d*)>\s*)+")
-_BIN = re.compile(r"<(\d+)>")
 _JSON_FENCE = re.compile(r"```(?:json)?\s*(.*?)\s*```", re.DOTALL)
 _INSTANCE_CATEGORY = re.compile(r"^([a-zA-Z_]+)")
 
@@ -256,7 +255,7 @@ def _read_region(piece: str, phrase: str, prediction: Prediction, ocr: bool) -> 
     if not _REGION.fullmatch(piece):
         problems.append(ParseProblem("region is not a run of coordinate tokens", piece.strip()))
         return None
-    bins = [int(b) for b in _BIN.findall(piece)]
+    bins = bins_in(piece)
     if any(b > MAX_BIN for b in bins):
         problems.append(ParseProblem(f"coordinate bin above {MAX_BIN}", piece.strip()))
         return None
@@ -332,7 +331,7 @@ def _read_instance(instance_id: str, instance, prediction: Prediction) -> Keypoi
 def _read_tokens(value, count: int, prediction: Prediction) -> list[float] | None:
     if not isinstance(value, str) or not _REGION.fullmatch(value):
         return None
-    bins = [int(b) for b in _BIN.findall(value)]
+    bins = bins_in(value)
     if len(bins) != count or any(b > MAX_BIN for b in bins):
         return None
     return dequantize_xy(bins, prediction.width, prediction.height, prediction.decode)
