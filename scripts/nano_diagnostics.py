@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from rexomni_core.data.samplers import Conversation
+from rexomni_core.data.samplers import Conversation, annotation_point
 from rexomni_core.data.worlds.shapes import generate_shapes
 from rexomni_core.grammar import serialize
 from rexomni_core.model import RexOmni
@@ -47,8 +47,9 @@ def single_object_conversations(count: int, side: int, task: str, seed: int = HE
             continue
         annotation = scene.annotations[0]
         box = [float(v) for v in annotation.box]
+        # The point the pointing sampler trains on (inside the mask), not the box centre.
         region = Box(annotation.category, box) if task == "detection" else Point(
-            annotation.category, [(box[0] + box[2]) / 2, (box[1] + box[3]) / 2]
+            annotation.category, annotation_point(annotation)
         )
         answer = serialize([region], scene.width, scene.height, task=task, phrases=[annotation.category])
         image = scene.image.convert("RGB").resize((side, side))
