@@ -69,6 +69,14 @@ def object_cells(conversation: Conversation, rows: int, cols: int) -> np.ndarray
     return ((c + 1 > x0) & (c < x1) & (r + 1 > y0) & (r < y1)).reshape(-1)
 
 
+def image_grid(model: RexOmni, batch: dict, row: int) -> tuple[torch.Tensor, int, int]:
+    """Positions of row `row`'s image tokens in the sequence, and their grid (rows, columns)."""
+    merge = model.model.config.vision_config.spatial_merge_size
+    _, grid_h, grid_w = (int(v) for v in batch["image_grid_thw"][row])
+    where = (batch["input_ids"][row] == model.model.config.image_token_id).nonzero()[:, 0]
+    return where, grid_h // merge, grid_w // merge
+
+
 def ridge(train_x, train_y, test_x, strength: float = 1.0):
     add_bias = lambda x: np.hstack([x, np.ones((len(x), 1))])  # noqa: E731
     a = add_bias(train_x)
@@ -79,7 +87,6 @@ def ridge(train_x, train_y, test_x, strength: float = 1.0):
 def image_token_probes(model: RexOmni, conversations: list[Conversation]) -> list[dict]:
     """Per layer: ridge probes (trained on 3/4 of the images, tested on the rest) for each image
     token's row, column and 'covers the object', with the chance levels."""
-    image_token = model.model.config.image_token_id
     per_layer, rows_cols, covers = {}, [], []
     for start in range(0, len(conversations), 16):
         chunk = conversations[start:start + 16]
@@ -88,8 +95,7 @@ def image_token_probes(model: RexOmni, conversations: list[Conversation]) -> lis
         with torch.no_grad():
             states = model.model(**batch, output_hidden_states=True).hidden_states
         for row, conversation in enumerate(chunk):
-            _, grid_h, grid_w = (int(v) // m for v, m in zip(batch["image_grid_thw"][row], (1, 2, 2)))
-            where = (batch["input_ids"][row] == image_token).nonzero()[:, 0]
+            where, grid_h, grid_w = image_grid(model, batch, row)
             for layer, state in enumerate(states):
                 per_layer.setdefault(layer, []).append(state[row, where].float().numpy())
             r, c = np.meshgrid(np.arange(grid_h), np.arange(grid_w), indexing="ij")
@@ -118,7 +124,6 @@ def object_attention(model: RexOmni, conversations: list[Conversation]) -> dict:
     """Share of the first coordinate query's attention over image tokens that falls on the
     object's cells, per layer and head, and the share of cells the object covers."""
     coordinate_ids = torch.tensor(coordinate_token_ids(model.tokenizer))
-    image_token = model.model.config.image_token_id
     batch = SFTCollator(model)(conversations)
     labels = batch.pop("labels")[:, 1:]
     used = model.model.config._attn_implementation
@@ -131,9 +136,8 @@ def object_attention(model: RexOmni, conversations: list[Conversation]) -> dict:
     on_object, area = [], []
     for row, conversation in enumerate(conversations):
         query = int(torch.isin(labels[row], coordinate_ids).nonzero()[0, 0])
-        _, grid_h, grid_w = (int(v) // m for v, m in zip(batch["image_grid_thw"][row], (1, 2, 2)))
+        where, grid_h, grid_w = image_grid(model, batch, row)
         cells = torch.from_numpy(object_cells(conversation, grid_h, grid_w))
-        where = (batch["input_ids"][row] == image_token).nonzero()[:, 0]
         weights = torch.stack([a[row, :, query, where] for a in attentions])  # layers × heads × cells
         on_object.append((weights[..., cells].sum(-1) / weights.sum(-1).clamp(min=1e-9)).numpy())
         area.append(float(cells.float().mean()))
@@ -143,7 +147,8 @@ def object_attention(model: RexOmni, conversations: list[Conversation]) -> dict:
 
 def vision_contrast(model: RexOmni, side: int) -> dict:
     """White cells on black: feature norms and object/background cosine at the vision output."""
-    cell = 28  # one image token: 2 × 2 patches of 14 px
+    vision = model.model.config.vision_config
+    cell = vision.patch_size * vision.spatial_merge_size  # the pixels of one image token
     card = Image.new("RGB", (side, side))
     card.paste((255, 255, 255), (0, 0, cell, cell))
     batch = model.encode([card], ["<|vision_start|><|image_pad|><|vision_end|>"])
