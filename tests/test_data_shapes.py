@@ -89,7 +89,8 @@ def test_existing_splits_keep_their_scenes(split, digest):
     assert hashlib.sha256(pixels).hexdigest()[:16] == digest
 
 
-def test_few_split_is_one_or_two_objects_and_its_own_stream():
-    counts = {len(generate_shapes(seed, "few").annotations) for seed in SEEDS}
-    assert counts == {1, 2}
-    assert png_bytes(generate_shapes(5, "few").image) != png_bytes(generate_shapes(5, "normal").image)
+def test_few_and_single_splits_count_objects_and_have_their_own_streams():
+    assert {len(generate_shapes(seed, "few").annotations) for seed in SEEDS} == {1, 2}
+    assert {len(generate_shapes(seed, "single").annotations) for seed in SEEDS} == {1}
+    images = {png_bytes(generate_shapes(5, split).image) for split in ("few", "single", "normal")}
+    assert len(images) == 3

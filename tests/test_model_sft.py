@@ -105,3 +105,15 @@ def test_lora_sft_saves_a_merged_model(tmp_path):
     final = train_sft(config)
     model = RexOmni.from_pretrained(final)
     assert not any("lora" in name for name in model.model.state_dict())
+
+
+def test_every_shipped_recipe_parses():
+    from pathlib import Path
+
+    from rexomni_core.train.configs import GRPOConfig
+
+    recipes = sorted((Path(__file__).parents[1] / "rexomni_core" / "train" / "recipes").glob("*.yaml"))
+    assert len(recipes) >= 5
+    for recipe in recipes:
+        config = (GRPOConfig if "grpo" in recipe.name else SFTConfig).from_yaml(recipe)
+        assert config.max_steps > 0, recipe.name

@@ -91,6 +91,11 @@ class SFTConfig(YamlConfig):
     # one-hot, so a near miss costs less than a far one. 0 = plain cross-entropy.
     coordinate_sigma: float = 1.0
     coordinate_radius: int = 3
+    # Attention grounding, an aid for training from scratch (see the nano model card): adds
+    # weight × -log(attention mass of head 0 on the region's image tokens) at every position that
+    # writes a coordinate, in each listed layer (None: all but the first). 0 turns it off.
+    attention_grounding: float = 0.0
+    attention_grounding_layers: list[int] | None = None
     freeze_vision: bool = False
     min_pixels: int | None = None  # None: the processor's (released) bounds
     max_pixels: int | None = None

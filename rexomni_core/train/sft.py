@@ -4,6 +4,8 @@ The transformers `Trainer` with two Rex-Omni pieces:
 - `SFTCollator`: chat template + answer + `<|im_end|>`, through the same processor call as
   prediction (`RexOmni.encode`); labels mask everything but the answer and its `<|im_end|>`.
 - `coordinate_loss`: cross-entropy where a coordinate target is a Gaussian over neighbouring bins.
+- `attention_grounding_loss` (optional, for training from scratch): asks one head per layer to
+  attend, from each position that writes a coordinate, to the image tokens of that region.
 Checkpoints are ordinary `save_pretrained` directories (plus optimizer state), so any checkpoint
 loads with `RexOmni.from_pretrained(path)`; a rerun with the same config resumes from the newest.
 Multi-GPU: launch the same command with `accelerate launch --config_file
@@ -85,21 +87,124 @@ def coordinate_loss(
     return loss.mean()
 
 
+def _region_cells(bins: Sequence[int], rows: int, cols: int) -> list[int] | None:
+    """Row-major indices of the image-token cells a run of coordinate bins covers: the cell of a
+    point, the cells a box (or a polygon's bounding box) overlaps; None for an odd run."""
+    if len(bins) < 2 or len(bins) % 2:
+        return None
+    xs, ys = bins[0::2], bins[1::2]
+    col0, col1 = (min(b * cols // NUM_BINS, cols - 1) for b in (min(xs), max(xs)))
+    row0, row1 = (min(b * rows // NUM_BINS, rows - 1) for b in (min(ys), max(ys)))
+    return [r * cols + c for r in range(row0, row1 + 1) for c in range(col0, col1 + 1)]
+
+
+def grounding_targets(
+    input_ids: torch.Tensor,
+    labels: torch.Tensor,
+    image_grid_thw: torch.Tensor,
+    image_token_id: int,
+    bin_of: torch.Tensor,
+    spacer_ids: set[int],
+    merge_size: int,
+) -> torch.Tensor:
+    """(batch, seq, seq) bool: row q of example b marks the image tokens that the position q,
+    which predicts a coordinate of the answer, should look at.
+
+    The answer's coordinate tokens are grouped into regions by runs (tokens in `spacer_ids`, the
+    whitespace of the keypoint JSON, do not break a run; anything else does), so this needs no
+    parser and covers boxes, points, polygons and keypoint boxes alike. `bin_of` maps a token id
+    to its bin (-1 for other tokens). One image per row, its tokens in raster order of the merged
+    grid; a row whose image-token count does not match its grid gets no targets.
+    """
+    batch, length = input_ids.shape
+    targets = torch.zeros(batch, length, length, dtype=torch.bool, device=input_ids.device)
+    for row in range(batch):
+        _, grid_h, grid_w = (int(v) for v in image_grid_thw[row])
+        rows, cols = grid_h // merge_size, grid_w // merge_size
+        image_positions = (input_ids[row] == image_token_id).nonzero()[:, 0]
+        if len(image_positions) != rows * cols:
+            continue
+        runs, run = [], []
+        for position in (labels[row] != IGNORE_INDEX).nonzero()[:, 0].tolist():
+            token = int(input_ids[row, position])
+            if bin_of[token] >= 0:
+                run.append(position)
+            elif token not in spacer_ids and run:
+                runs.append(run)
+                run = []
+        runs += [run] if run else []
+        for run in runs:
+            cells = _region_cells([int(bin_of[input_ids[row, p]]) for p in run], rows, cols)
+            if cells is None:
+                continue
+            queries = torch.tensor(run, device=input_ids.device) - 1  # the position before predicts
+            targets[row, queries[:, None], image_positions[cells][None, :]] = True
+    return targets
+
+
+def attention_grounding_loss(
+    attentions: Sequence[torch.Tensor], targets: torch.Tensor, layers: Sequence[int], head: int = 0
+) -> torch.Tensor:
+    """Mean over the listed layers and every coordinate-writing position of -log(attention mass
+    that `head` puts on its region's image tokens). Zero when the batch has no targets."""
+    queries = targets.any(dim=-1)
+    if not queries.any():
+        return attentions[0].sum() * 0.0
+    losses = []
+    for layer in layers:
+        mass = (attentions[layer][:, head].float() * targets).sum(dim=-1)[queries]
+        losses.append(-torch.log(mass + 1e-6))
+    return torch.cat(losses).mean()
+
+
 class RexOmniTrainer(Trainer):
-    def __init__(self, *args, coordinate_ids: torch.Tensor, sigma: float, radius: int, **kwargs):
+    def __init__(
+        self,
+        *args,
+        coordinate_ids: torch.Tensor,
+        sigma: float,
+        radius: int,
+        grounding_weight: float = 0.0,
+        grounding_layers: Sequence[int] = (),
+        spacer_ids: set[int] = frozenset(),
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.coordinate_ids, self.sigma, self.radius = coordinate_ids, sigma, radius
+        self.grounding_weight, self.grounding_layers, self.spacer_ids = grounding_weight, grounding_layers, spacer_ids
+        self._grounding_log: list[float] = []
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
         # Answers end every row (prompts are left-padded): the vocabulary projection is only
         # needed over the last positions, which saves most of its cost.
         keep = int((labels != IGNORE_INDEX).sum(dim=1).max()) + 1
-        outputs = model(**inputs, logits_to_keep=keep)
-        labels = labels[:, -keep:]
+        grounding = self.grounding_weight > 0
+        outputs = model(**inputs, logits_to_keep=keep, output_attentions=grounding)
         ids = self.coordinate_ids.to(labels.device)
-        loss = coordinate_loss(outputs.logits, labels, ids, self.sigma, self.radius)
+        loss = coordinate_loss(outputs.logits, labels[:, -keep:], ids, self.sigma, self.radius)
+        if grounding:
+            loss = loss + self.grounding_weight * self._grounding_loss(model, inputs, labels, outputs.attentions)
         return (loss, outputs) if return_outputs else loss
+
+    def _grounding_loss(self, model, inputs, labels, attentions) -> torch.Tensor:
+        config = self.accelerator.unwrap_model(model).config
+        bin_of = torch.full((config.text_config.vocab_size,), -1, dtype=torch.long)
+        bin_of[self.coordinate_ids] = torch.arange(NUM_BINS)
+        targets = grounding_targets(
+            inputs["input_ids"], labels, inputs["image_grid_thw"], config.image_token_id,
+            bin_of, self.spacer_ids, config.vision_config.spatial_merge_size,
+        )
+        loss = attention_grounding_loss(attentions, targets, self.grounding_layers)
+        self._grounding_log.append(float(loss.detach()))
+        return loss
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        # The grounding term beside the total loss, averaged since the last log.
+        if self._grounding_log:
+            logs["grounding_loss"] = round(sum(self._grounding_log) / len(self._grounding_log), 4)
+        self._grounding_log = []
+        super().log(logs, *args, **kwargs)
 
 
 class ConversationDataset(Dataset):
@@ -114,6 +219,11 @@ class ConversationDataset(Dataset):
 
     def __getitem__(self, index: int):
         return self.source[index]
+
+
+def spacer_token_ids(tokenizer) -> set[int]:
+    """Tokens that decode to whitespace only (they separate the keypoint JSON's coordinates)."""
+    return {i for i in range(len(tokenizer)) if not tokenizer.decode([i]).strip()} - set(tokenizer.all_special_ids)
 
 
 def load_for_training(config: SFTConfig) -> RexOmni:
@@ -135,6 +245,12 @@ def train_sft(config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()) -> P
     config.to_yaml(output_dir / "sft_config.yaml")
     rexomni = load_for_training(config)
     model = rexomni.model.train()
+    grounding_layers = config.attention_grounding_layers
+    if grounding_layers is None:
+        grounding_layers = list(range(1, model.config.text_config.num_hidden_layers))
+    if config.attention_grounding > 0:
+        # The loss reads attention weights, which only eager attention returns.
+        model.set_attn_implementation("eager")
     if config.freeze_vision:
         model.model.visual.requires_grad_(False)
     model = apply_lora(model, config.lora)
@@ -170,6 +286,9 @@ def train_sft(config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()) -> P
         coordinate_ids=torch.tensor(coordinate_token_ids(rexomni.tokenizer)),
         sigma=config.coordinate_sigma,
         radius=config.coordinate_radius,
+        grounding_weight=config.attention_grounding,
+        grounding_layers=grounding_layers,
+        spacer_ids=spacer_token_ids(rexomni.tokenizer) if config.attention_grounding > 0 else frozenset(),
         callbacks=[SaveRexOmniFiles(rexomni.processor), *callbacks],
     )
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)

@@ -53,6 +53,8 @@ SPLITS: dict[str, ShapesConfig] = {
     "dense": ShapesConfig(min_count=10, max_count=40, min_size=0.06, max_size=0.15),
     # One or two larger objects: the first stage of the nano curriculum (localisation first).
     "few": ShapesConfig(min_count=1, max_count=2, min_size=0.15, max_size=0.45),
+    # Exactly one: where a from-scratch nano first learns to localise (its model card).
+    "single": ShapesConfig(min_count=1, max_count=1, min_size=0.15, max_size=0.45),
 }
 
 
