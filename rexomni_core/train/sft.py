@@ -124,9 +124,11 @@ def grounding_targets(
         image_positions = (input_ids[row] == image_token_id).nonzero()[:, 0]
         if len(image_positions) != rows * cols:
             continue
+        # Token ids as Python ints: `bin_of` stays on the CPU whatever device the batch is on.
+        tokens = input_ids[row].tolist()
         runs, run = [], []
         for position in (labels[row] != IGNORE_INDEX).nonzero()[:, 0].tolist():
-            token = int(input_ids[row, position])
+            token = tokens[position]
             if bin_of[token] >= 0:
                 run.append(position)
             elif token not in spacer_ids and run:
@@ -134,7 +136,7 @@ def grounding_targets(
                 run = []
         runs += [run] if run else []
         for run in runs:
-            cells = _region_cells([int(bin_of[input_ids[row, p]]) for p in run], rows, cols)
+            cells = _region_cells([int(bin_of[tokens[p]]) for p in run], rows, cols)
             if cells is None:
                 continue
             queries = torch.tensor(run, device=input_ids.device) - 1  # the position before predicts
