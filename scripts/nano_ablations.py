@@ -32,6 +32,7 @@ from rexomni_core.tokenizer import coordinate_token_ids, sinusoidal_codes
 from rexomni_core.train.sft import (
     SFTCollator,
     attention_grounding_loss,
+    coordinate_bin_table,
     coordinate_loss,
     grounding_targets,
 )
@@ -96,8 +97,7 @@ def main() -> None:
         model.set_attn_implementation("eager")
     collate = SFTCollator(rexomni)
     ids = torch.tensor(coordinate_token_ids(rexomni.tokenizer))
-    bin_of = torch.full((len(rexomni.tokenizer),), -1, dtype=torch.long)
-    bin_of[ids] = torch.arange(NUM_BINS)
+    bin_of = coordinate_bin_table(ids, len(rexomni.tokenizer))
     side = args.side // 28
     training = single_object_conversations(args.steps * args.batch_size, args.side, "pointing", seed=11)
     heldout = single_object_conversations(48, args.side, "pointing")

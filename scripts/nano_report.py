@@ -41,15 +41,14 @@ def coordinate_error(model: RexOmni, conversations) -> dict[str, float]:
     import torch
 
     from rexomni_core.tokenizer import coordinate_token_ids
-    from rexomni_core.train.sft import IGNORE_INDEX, SFTCollator
+    from rexomni_core.train.sft import IGNORE_INDEX, SFTCollator, coordinate_bin_table
 
     batch = SFTCollator(model)(conversations)
     labels = batch.pop("labels")[:, 1:]
     with torch.no_grad():
         log_probs = torch.log_softmax(model.model(**batch).logits[:, :-1].float(), dim=-1)
     ids = torch.tensor(coordinate_token_ids(model.tokenizer))
-    bin_of = torch.full((log_probs.shape[-1],), -1)
-    bin_of[ids] = torch.arange(len(ids))
+    bin_of = coordinate_bin_table(ids, log_probs.shape[-1])
     keep = (labels != IGNORE_INDEX) & (bin_of[labels.clamp(min=0)] >= 0)
     targets = labels[keep]
     nll = -log_probs[keep].gather(1, targets[:, None]).mean()

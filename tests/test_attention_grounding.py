@@ -9,7 +9,6 @@ import pytest
 pytest.importorskip("transformers")
 import torch
 
-from rexomni_core.coords import NUM_BINS
 from rexomni_core.data.samplers import ConversationStream
 from rexomni_core.model import build_nano
 from rexomni_core.tokenizer import coordinate_token_ids
@@ -19,6 +18,7 @@ from rexomni_core.train.sft import (
     SFTCollator,
     _region_cells,
     attention_grounding_loss,
+    coordinate_bin_table,
     grounding_targets,
     spacer_token_ids,
     train_sft,
@@ -44,9 +44,7 @@ def nano():
 
 
 def _bin_of(nano):
-    bin_of = torch.full((len(nano.tokenizer),), -1, dtype=torch.long)
-    bin_of[torch.tensor(coordinate_token_ids(nano.tokenizer))] = torch.arange(NUM_BINS)
-    return bin_of
+    return coordinate_bin_table(torch.tensor(coordinate_token_ids(nano.tokenizer)), len(nano.tokenizer))
 
 
 def _conversations():

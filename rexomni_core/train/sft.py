@@ -53,6 +53,13 @@ class SFTCollator:
         return dict(batch)
 
 
+def coordinate_bin_table(coordinate_ids: torch.Tensor, size: int, device=None) -> torch.Tensor:
+    """(size,) long: the bin of each coordinate token id, -1 for every other id."""
+    table = torch.full((size,), -1, dtype=torch.long, device=device)
+    table[coordinate_ids.to(table.device)] = torch.arange(NUM_BINS, device=table.device)
+    return table
+
+
 def coordinate_loss(
     logits: torch.Tensor,
     labels: torch.Tensor,
@@ -71,8 +78,7 @@ def coordinate_loss(
     targets = labels[keep]
     loss = -log_probs.gather(1, targets[:, None])[:, 0]
     if sigma > 0:
-        bin_of = torch.full((log_probs.shape[1],), -1, dtype=torch.long, device=targets.device)
-        bin_of[coordinate_ids] = torch.arange(NUM_BINS, device=targets.device)
+        bin_of = coordinate_bin_table(coordinate_ids, log_probs.shape[1], targets.device)
         bins = bin_of[targets]
         is_coordinate = bins >= 0
         offsets = torch.arange(-radius, radius + 1, device=targets.device)
@@ -175,6 +181,8 @@ class RexOmniTrainer(Trainer):
         self.coordinate_ids, self.sigma, self.radius = coordinate_ids, sigma, radius
         self.grounding_weight, self.grounding_layers, self.spacer_ids = grounding_weight, grounding_layers, spacer_ids
         self._grounding_log: list[float] = []
+        # Built once: the grounding term looks every answer token up in it at each step.
+        self._bin_of = coordinate_bin_table(coordinate_ids, self.model.config.text_config.vocab_size) if grounding_weight > 0 else None
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
@@ -191,11 +199,9 @@ class RexOmniTrainer(Trainer):
 
     def _grounding_loss(self, model, inputs, labels, attentions) -> torch.Tensor:
         config = self.accelerator.unwrap_model(model).config
-        bin_of = torch.full((config.text_config.vocab_size,), -1, dtype=torch.long)
-        bin_of[self.coordinate_ids] = torch.arange(NUM_BINS)
         targets = grounding_targets(
             inputs["input_ids"], labels, inputs["image_grid_thw"], config.image_token_id,
-            bin_of, self.spacer_ids, config.vision_config.spatial_merge_size,
+            self._bin_of, self.spacer_ids, config.vision_config.spatial_merge_size,
         )
         loss = attention_grounding_loss(attentions, targets, self.grounding_layers)
         self._grounding_log.append(float(loss.detach()))
