@@ -20,16 +20,18 @@ import torch
 from PIL import Image, ImageOps
 from transformers import (
     AutoProcessor,
+    LogitsProcessor,
+    LogitsProcessorList,
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
     Qwen2_5_VLProcessor,
 )
 from transformers.processing_utils import ProcessorMixin
 
-from .grammar import IM_END, parse
+from .grammar import BOX_END, BOX_START, IM_END, parse
 from .regions import Prediction
 from .tasks import MAX_PIXELS, MIN_PIXELS, SYSTEM_PROMPT, build_prompt
-from .tokenizer import check_coordinate_tokens
+from .tokenizer import check_coordinate_tokens, coordinate_token_ids
 
 NANO_DIR = Path(__file__).parent / "assets" / "nano"
 RELEASED_MODEL_ID = "IDEA-Research/Rex-Omni"
@@ -45,7 +47,45 @@ MAX_ASPECT_RATIO = 200
 # The released demo's decoding: greedy with a light repetition penalty, stop at <|im_end|>.
 # max_new_tokens: the checkpoint's generation_config.json may set a tighter cap (nano: 512).
 DEFAULT_GENERATION = {"do_sample": False, "repetition_penalty": 1.05, "max_new_tokens": 2048}
+# Written into a checkpoint's config.json when the model sees every image resized to one square
+# (side x side, aspect ratio not kept): nano does, because a fixed token grid is what a model this
+# small learns to localise on (model card). Answers are normalised bins, so they map back to the
+# original image unchanged. Absent (the released checkpoint): Qwen's aspect-preserving resize.
+SQUARE_SIDE_KEY = "rexomni_square_side"
+# Written into config.json of checkpoints whose coordinate probability is spread over many
+# neighbouring bins (nano): plain greedy decoding then writes `None` or `<|box_end|>` although most
+# of the mass says a coordinate comes next (model card). Absent: plain greedy, as released.
+COORDINATE_MASS_KEY = "rexomni_coordinate_mass_decoding"
 NANO_MAX_NEW_TOKENS = 512  # a dense nano scene (40 boxes) answers in about 250 tokens
+
+
+# --------------------------------------------------------------------------- decoding
+
+
+class CoordinateMassProcessor(LogitsProcessor):
+    """Inside `<|box_start|>…<|box_end|>`, decide *whether* to write a coordinate by the summed
+    probability of all bins, then which bin as usual: where the bins together outweigh the
+    likeliest other token, every other token is masked; otherwise the bins are. Elsewhere (phrases,
+    separators) decoding is untouched. A model sure of its bins decodes exactly as plain greedy."""
+
+    def __init__(self, coordinate_ids: Sequence[int], box_start_id: int, box_end_id: int):
+        self.coordinate_ids = torch.as_tensor(list(coordinate_ids))
+        self.box_start_id, self.box_end_id = box_start_id, box_end_id
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        positions = torch.arange(1, input_ids.shape[1] + 1, device=input_ids.device)
+        last_start = torch.where(input_ids == self.box_start_id, positions, 0).max(dim=-1).values
+        last_end = torch.where(input_ids == self.box_end_id, positions, 0).max(dim=-1).values
+        inside_box = (last_start > last_end)[:, None]
+        ids = self.coordinate_ids.to(scores.device)
+        is_coordinate = torch.zeros(scores.shape[-1], dtype=torch.bool, device=scores.device)
+        is_coordinate[ids] = True
+        probs = scores.float().softmax(dim=-1)
+        coordinate_mass = probs[:, ids].sum(dim=-1)
+        best_other = probs.masked_fill(is_coordinate, 0).max(dim=-1).values
+        write_coordinate = (coordinate_mass > best_other)[:, None]
+        banned = torch.where(write_coordinate, ~is_coordinate, is_coordinate) & inside_box
+        return scores.masked_fill(banned, float("-inf"))
 
 
 # --------------------------------------------------------------------------- processor
@@ -207,7 +247,9 @@ def build_nano(seed: int = 0, text: dict | None = None, vision: dict | None = No
     model = Qwen2_5_VLForConditionalGeneration(nano_config(tokenizer, text, vision))
     init_coordinate_embeddings(model, coordinate_token_ids(tokenizer))
     model.generation_config.max_new_tokens = NANO_MAX_NEW_TOKENS
-    return RexOmni(model, processor)
+    nano = RexOmni(model, processor)
+    nano.coordinate_mass_decoding = True
+    return nano
 
 
 # --------------------------------------------------------------------------- model
@@ -242,6 +284,26 @@ class RexOmni:
         size = getattr(processor.image_processor, "size", None) or {}
         self.min_pixels = min_pixels or max(MIN_PIXELS, size.get("shortest_edge") or 0)
         self.max_pixels = max_pixels or min(MAX_PIXELS, size.get("longest_edge") or MAX_PIXELS)
+
+    @property
+    def square_side(self) -> int | None:
+        """The square every image is resized to before the processor, or None (aspect kept)."""
+        return getattr(self.model.config, SQUARE_SIDE_KEY, None)
+
+    @square_side.setter
+    def square_side(self, side: int | None) -> None:
+        if side is not None and not (isinstance(side, int) and side >= 28):
+            raise ValueError(f"square_side must be an integer ≥ 28 (one merged image token) or None, got {side!r}")
+        setattr(self.model.config, SQUARE_SIDE_KEY, side)
+
+    @property
+    def coordinate_mass_decoding(self) -> bool:
+        """Whether generation decides coordinate-or-not by the bins' summed probability."""
+        return bool(getattr(self.model.config, COORDINATE_MASS_KEY, False))
+
+    @coordinate_mass_decoding.setter
+    def coordinate_mass_decoding(self, enabled: bool) -> None:
+        setattr(self.model.config, COORDINATE_MASS_KEY, bool(enabled))
 
     @property
     def device(self) -> torch.device:
@@ -315,6 +377,9 @@ class RexOmni:
 
     def encode(self, images: Sequence[Image.Image], texts: Sequence[str]) -> dict:
         """Processor call shared by prediction and training: smart-resized pixels + tokens."""
+        side = self.square_side
+        if side:
+            images = [image.resize((side, side), Image.BICUBIC) for image in images]
         return self.processor(
             images=list(images),
             text=list(texts),
@@ -367,6 +432,11 @@ class RexOmni:
         if self.model.generation_config.max_new_tokens:
             settings["max_new_tokens"] = self.model.generation_config.max_new_tokens
         settings.update(generation)
+        if self.coordinate_mass_decoding:
+            processors = LogitsProcessorList(settings.get("logits_processor") or [])
+            box_start, box_end = self.tokenizer.convert_tokens_to_ids([BOX_START, BOX_END])
+            processors.append(CoordinateMassProcessor(coordinate_token_ids(self.tokenizer), box_start, box_end))
+            settings["logits_processor"] = processors
         eos = self.tokenizer.convert_tokens_to_ids(IM_END)
         start = time.perf_counter()
         inputs = self.encode([r.image for r in requests], [self.chat_text(r.prompt) for r in requests])

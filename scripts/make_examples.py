@@ -17,12 +17,15 @@ from rexomni_core.data.worlds import generate
 
 OUT = Path(__file__).resolve().parents[1] / "rexomni_core" / "assets" / "examples"
 SHAPES_SEEDS = (101, 102, 103)
+# Picked among `few` seeds 301-330 where the shipped nano boxes every shape (14 of 30; a gallery shows what
+# works; the model card gives the held-out numbers, where two-shape scenes often lose one shape).
+FEW_SEEDS = (325, 318)
 OTHER_SEEDS = (201, 202)
 
 
-def _save(world: str, seed: int) -> tuple:
-    scene = generate(world, seed)
-    name = f"{world}_{seed}.png"
+def _save(world: str, seed: int, split: str = "normal") -> tuple:
+    scene = generate(world, seed, split)
+    name = f"{world}_{seed}.png" if split == "normal" else f"{world}_{split}_{seed}.png"
     scene.image.save(OUT / name, optimize=True)
     return scene, name
 
@@ -30,8 +33,9 @@ def _save(world: str, seed: int) -> tuple:
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     manifest: dict[str, list] = {tab: [] for tab in ("Detection", "Pointing", "Visual prompting", "OCR", "GUI grounding", "Keypoints")}
-    for seed in SHAPES_SEEDS:
-        scene, name = _save("shapes", seed)
+    # One- or two-shape scenes first: where the nano model is reliable (model card).
+    shapes = [_save("shapes", seed, "few") for seed in FEW_SEEDS] + [_save("shapes", seed) for seed in SHAPES_SEEDS]
+    for scene, name in shapes:
         categories = ", ".join(dict.fromkeys(a.category for a in scene.annotations))
         manifest["Detection"].append([name, categories])
         manifest["Pointing"].append([name, scene.annotations[0].category])

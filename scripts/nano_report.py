@@ -7,7 +7,8 @@ figures (learning curve, sample predictions).
 The test set is `rexomni data synth --world shapes --split normal --seed 90210` (seeds the training
 stream never draws: it derives scene seeds from (seed, index) through numpy's SeedSequence).
 Scores come from the project's evaluators (`rexomni eval run`, sound protocol, phrases = the
-categories present in each image). The learning curve is teacher-forced coordinate error on 32
+categories present in each image); detection and pointing are also scored on an easier test set
+(`--easy-split`, default the one-or-two-shape `few` split, same seed). The learning curve is teacher-forced coordinate error on 32
 held-out conversations (normal split, every shapes task, seed 90210). Writes results.json,
 learning_curve.png and samples.png.
 """
@@ -25,12 +26,21 @@ TASKS = ("detection", "pointing", "visual_prompting")
 HELDOUT_SEED = 90210
 
 
-def make_test_set(folder: Path, count: int) -> Path:
+def make_test_set(folder: Path, count: int, split: str = "normal") -> Path:
     if not (folder / "annotations.json").is_file():
         from rexomni_core.cli import main
 
-        main(["data", "synth", "--world", "shapes", "--split", "normal", "--n", str(count),
+        main(["data", "synth", "--world", "shapes", "--split", split, "--n", str(count),
               "--seed", str(HELDOUT_SEED), "--out", str(folder)])
+    return folder
+
+
+def fresh_folder(folder: Path) -> Path:
+    """An empty answers folder: evaluate_model resumes from the answers it finds, which would
+    mix in a previous model's answers when a checkpoint is re-saved under the same name."""
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
     return folder
 
 
@@ -85,18 +95,20 @@ def learning_curve(points: list[dict], out: Path) -> None:
     fig.savefig(out, dpi=110)
 
 
-def sample_predictions(model: RexOmni, test_set: Path, out: Path, count: int = 4) -> None:
+def sample_predictions(model: RexOmni, test_sets: list[Path], out: Path, count: int = 3) -> None:
+    """The first `count` images of each test set, side by side, with the model's detections."""
     from PIL import Image
 
     from rexomni_core.viz import annotate
 
-    payload = json.loads((test_set / "annotations.json").read_text())
-    names = {c["id"]: c["name"] for c in payload["categories"]}
     tiles = []
-    for image in payload["images"][:count]:
-        present = sorted({names[a["category_id"]] for a in payload["annotations"] if a["image_id"] == image["id"]})
-        picture = Image.open(test_set / image["file_name"]).convert("RGB")  # "images/…"
-        tiles.append(annotate(picture, model.predict(picture, categories=present)))
+    for test_set in test_sets:
+        payload = json.loads((test_set / "annotations.json").read_text())
+        names = {c["id"]: c["name"] for c in payload["categories"]}
+        for image in payload["images"][:count]:
+            present = sorted({names[a["category_id"]] for a in payload["annotations"] if a["image_id"] == image["id"]})
+            picture = Image.open(test_set / image["file_name"]).convert("RGB")  # "images/…"
+            tiles.append(annotate(picture, model.predict(picture, categories=present)))
     height = max(t.height for t in tiles)
     sheet = Image.new("RGB", (sum(t.width for t in tiles), height), "white")
     x = 0
@@ -116,6 +128,10 @@ def main() -> None:
     parser.add_argument("--test-set", type=Path, default=Path("/work/runs/nano/heldout"))
     parser.add_argument("--count", type=int, default=200, help="test images")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--easy-split", default="few",
+        help="a second, easier test set (same seed and count) scored for detection and pointing too",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     from rexomni_core.data.samplers import ConversationStream
@@ -135,10 +151,16 @@ def main() -> None:
     results = {"model": args.model, "test_set": f"shapes normal, seed {HELDOUT_SEED}, {args.count} images",
                "curve": points}
     for task in TASKS:
-        results[task] = evaluate_model(model, test_set, task, args.test_set.parent / f"eval-{Path(args.model).name}-{task}")
+        results[task] = evaluate_model(model, test_set, task, fresh_folder(args.test_set.parent / f"eval-{Path(args.model).name}-{task}"))
         print(task, json.dumps(results[task]), flush=True)
+    easy_set = make_test_set(args.test_set.parent / f"{args.test_set.name}-{args.easy_split}", args.count, args.easy_split)
+    for task in ("detection", "pointing"):
+        results[f"{args.easy_split}_{task}"] = evaluate_model(
+            model, easy_set, task, fresh_folder(args.test_set.parent / f"eval-{Path(args.model).name}-{args.easy_split}-{task}")
+        )
+        print(args.easy_split, task, json.dumps(results[f"{args.easy_split}_{task}"]), flush=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))
-    sample_predictions(model, test_set, args.out / "samples.png")
+    sample_predictions(model, [easy_set, test_set], args.out / "samples.png")
 
 
 if __name__ == "__main__":

@@ -163,3 +163,20 @@ def test_mixture_entries_may_be_plain_mappings_as_read_from_yaml():
     assert stream[0].task == "detection"
     with pytest.raises(TypeError):
         ConversationStream(mixture=[{"world": "shapes", "tsk": "detection"}])
+
+
+@pytest.mark.parametrize("task", ["detection", "pointing"])
+def test_without_absent_phrases_every_phrase_asked_is_in_the_image(task):
+    stream = ConversationStream(seed=4, mixture=[{"world": "shapes", "task": task, "split": "few", "absent_phrases": False}])
+    for index in range(30):
+        conversation = stream[index]
+        assert conversation.phrases and set(conversation.phrases) <= {r.phrase for r in conversation.regions}
+        assert "None" not in conversation.answer
+        assert_round_trip(conversation)
+    with_absent = ConversationStream(seed=4, mixture=[{"world": "shapes", "task": task, "split": "few"}])
+    assert any("None" in with_absent[index].answer for index in range(30))
+
+
+def test_absent_phrases_off_is_refused_for_tasks_without_negatives():
+    with pytest.raises(ValueError, match="absent_phrases"):
+        ConversationStream(mixture=[{"world": "shapes", "task": "referring", "absent_phrases": False}])

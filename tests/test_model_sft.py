@@ -96,15 +96,16 @@ def test_short_sft_learns_resumes_and_round_trips(tmp_path):
     assert min(h["step"] for h in state["log_history"]) == 4  # history carried over from the first run
 
 
-def test_lora_sft_saves_a_merged_model(tmp_path):
+def test_lora_sft_saves_a_merged_model_with_its_square_view(tmp_path):
     config = SFTConfig(
         output_dir=str(tmp_path / "lora"), data=TINY_DATA, max_steps=2, batch_size=2,
-        save_steps=100, logging_steps=1, nano_architecture=MICRO,
+        save_steps=100, logging_steps=1, nano_architecture=MICRO, square_side=56,
     )
     config.lora.r = 4
     final = train_sft(config)
     model = RexOmni.from_pretrained(final)
     assert not any("lora" in name for name in model.model.state_dict())
+    assert model.square_side == 56  # the training view is saved with the model
 
 
 def test_every_shipped_recipe_parses():

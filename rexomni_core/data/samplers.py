@@ -93,15 +93,19 @@ def choose_phrases(present: Sequence[str], vocabulary: Sequence[str], rng: rando
 # --------------------------------------------------------------------------- shapes tasks
 
 
-def sample_detection(scene: Scene, rng: random.Random) -> Conversation:
-    phrases = choose_phrases([a.category for a in scene.annotations], SHAPE_CATEGORIES, rng)
+def _shape_phrases(scene: Scene, rng: random.Random, absent_phrases: bool) -> list[str]:
+    return choose_phrases([a.category for a in scene.annotations], SHAPE_CATEGORIES if absent_phrases else (), rng)
+
+
+def sample_detection(scene: Scene, rng: random.Random, absent_phrases: bool = True) -> Conversation:
+    phrases = _shape_phrases(scene, rng, absent_phrases)
     regions = [Box(a.category, list(a.box)) for a in scene.annotations if a.category in phrases]
     prompt = sample_prompt("detection", rng, categories=phrases)
     return _conversation(scene, "detection", prompt, regions, phrases)
 
 
-def sample_pointing(scene: Scene, rng: random.Random) -> Conversation:
-    phrases = choose_phrases([a.category for a in scene.annotations], SHAPE_CATEGORIES, rng)
+def sample_pointing(scene: Scene, rng: random.Random, absent_phrases: bool = True) -> Conversation:
+    phrases = _shape_phrases(scene, rng, absent_phrases)
     regions = [Point(a.category, annotation_point(a)) for a in scene.annotations if a.category in phrases]
     prompt = sample_prompt("pointing", rng, categories=phrases)
     return _conversation(scene, "pointing", prompt, regions, phrases)
@@ -236,11 +240,21 @@ WORLD_TASKS: dict[str, tuple[str, ...]] = {
 }
 
 
-def sample_conversation(scene: Scene, task: str, rng: random.Random) -> Conversation | None:
+# Tasks whose prompts may also ask for categories the image lacks (answered None).
+ABSENT_PHRASE_TASKS = ("detection", "pointing")
+
+
+def sample_conversation(
+    scene: Scene, task: str, rng: random.Random, absent_phrases: bool = True
+) -> Conversation | None:
+    """One conversation posing `task` on `scene`; `absent_phrases=False` asks only for categories
+    the image holds (detection and pointing; a curriculum's first rungs)."""
     if task not in WORLD_TASKS.get(scene.world, ()):
         raise ValueError(
             f"world {scene.world!r} cannot pose task {task!r}; it poses {WORLD_TASKS.get(scene.world, ())}"
         )
+    if task in ABSENT_PHRASE_TASKS:
+        return SAMPLERS[task](scene, rng, absent_phrases=absent_phrases)
     return SAMPLERS[task](scene, rng)
 
 
@@ -249,12 +263,16 @@ def sample_conversation(scene: Scene, task: str, rng: random.Random) -> Conversa
 
 @dataclass(frozen=True)
 class MixtureEntry:
-    """One ingredient of the training mixture: a world (and split) posing one task, with a weight."""
+    """One ingredient of the training mixture: a world (and split) posing one task, with a weight.
+
+    `absent_phrases: false` (detection and pointing only) asks only for categories present.
+    """
 
     world: str
     task: str
     weight: float = 1.0
     split: str = "normal"
+    absent_phrases: bool = True
 
 
 DEFAULT_MIXTURE: tuple[MixtureEntry, ...] = (
@@ -301,6 +319,8 @@ class ConversationStream:
         for entry in self.mixture:
             if entry.task not in WORLD_TASKS.get(entry.world, ()):
                 raise ValueError(f"mixture entry {entry}: world {entry.world!r} cannot pose task {entry.task!r}")
+            if not entry.absent_phrases and entry.task not in ABSENT_PHRASE_TASKS:
+                raise ValueError(f"mixture entry {entry}: absent_phrases applies to {ABSENT_PHRASE_TASKS} only")
             if not entry.weight > 0:
                 raise ValueError(f"mixture entry {entry}: weight must be positive")
         if self.step < 1 or self.start < 0:
@@ -316,7 +336,7 @@ class ConversationStream:
         entry = self.mixture[min(int(np.searchsorted(self._cumulative, rng.random())), len(self.mixture) - 1)]
         while True:
             scene = generate(entry.world, scene_seed, entry.split)
-            conversation = sample_conversation(scene, entry.task, rng)
+            conversation = sample_conversation(scene, entry.task, rng, entry.absent_phrases)
             if conversation is not None:
                 return conversation
             scene_seed += 1_000_003

@@ -97,6 +97,9 @@ class SFTConfig(YamlConfig):
     attention_grounding: float = 0.0
     attention_grounding_layers: list[int] | None = None
     freeze_vision: bool = False
+    # Resize every image to this square before the processor (nano: 112); saved in the
+    # checkpoint's config.json, so prediction sees images as training did. None: keep the model's.
+    square_side: int | None = None
     min_pixels: int | None = None  # None: the processor's (released) bounds
     max_pixels: int | None = None
     logging_steps: int = 10

@@ -243,6 +243,8 @@ def load_for_training(config: SFTConfig) -> RexOmni:
         rexomni.min_pixels = config.min_pixels
     if config.max_pixels is not None:
         rexomni.max_pixels = config.max_pixels
+    if config.square_side is not None:
+        rexomni.square_side = config.square_side
     return rexomni
 
 
