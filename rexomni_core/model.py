@@ -375,13 +375,16 @@ class RexOmni:
             messages, tokenize=False, add_generation_prompt=True
         )
 
+    def view(self, image: Image.Image) -> Image.Image:
+        """The image as this model reads it before the processor: resized to its square view
+        when the checkpoint declares one, else unchanged (the processor smart-resizes)."""
+        side = self.square_side
+        return image.resize((side, side), Image.BICUBIC) if side else image
+
     def encode(self, images: Sequence[Image.Image], texts: Sequence[str]) -> dict:
         """Processor call shared by prediction and training: smart-resized pixels + tokens."""
-        side = self.square_side
-        if side:
-            images = [image.resize((side, side), Image.BICUBIC) for image in images]
         return self.processor(
-            images=list(images),
+            images=[self.view(image) for image in images],
             text=list(texts),
             padding=True,
             return_tensors="pt",

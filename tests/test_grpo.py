@@ -55,6 +55,9 @@ def test_prompt_rows_carry_what_the_rewards_need():
     assert first["prompt"][0]["content"][0]["text"] == "You are a helpful assistant"
     assert first["prompt"][1]["content"][0] == {"type": "image"}
     assert first["image"].size == (first["width"], first["height"])
+    # With a model's square view the image is what the model reads; sizes stay the original's.
+    squared = prompt_rows(config, view=lambda image: image.resize((112, 112)))
+    assert squared[0]["image"].size == (112, 112) and squared[0]["width"] == first["width"]
     for row in rows:  # the ground truth is that of the phrases the prompt asks for
         prompt = row["prompt"][1]["content"][1]["text"]
         assert all(region["phrase"] in prompt for region in json.loads(row["truth"]))

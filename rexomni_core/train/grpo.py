@@ -19,6 +19,8 @@ import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from PIL import Image
+
 from ..grammar import parse
 from ..regions import Prediction, Region, region_from_dict, region_to_dict
 from ..tasks import SYSTEM_PROMPT
@@ -26,9 +28,15 @@ from .configs import GRPOConfig
 from .rewards import format_reward, task_reward
 
 
-def prompt_rows(config: GRPOConfig) -> list[dict[str, Any]]:
+def prompt_rows(
+    config: GRPOConfig, view: Callable[[Image.Image], Image.Image] = lambda image: image
+) -> list[dict[str, Any]]:
     """`config.num_prompts` prompts from the data engines, in TRL's conversational form, each
-    with what the rewards need: task, image size and the ground-truth regions (as JSON)."""
+    with what the rewards need: task, image size and the ground-truth regions (as JSON).
+    `view` gives the image as the model reads it (`RexOmni.view`: nano's square view); TRL's
+    processor sees that, while width and height stay the original's (answers are normalised)."""
+    from ..model import load_image
+
     source = config.data.build()
     rows = []
     for index in range(config.num_prompts):
@@ -39,7 +47,7 @@ def prompt_rows(config: GRPOConfig) -> list[dict[str, Any]]:
                     {"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]},
                     {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": conversation.prompt}]},
                 ],
-                "image": conversation.image,
+                "image": view(load_image(conversation.image)),
                 "task": conversation.task,
                 "width": conversation.width,
                 "height": conversation.height,
@@ -116,7 +124,7 @@ def train_grpo(config: GRPOConfig, callbacks: Sequence = (), extra_rewards: Sequ
         model=apply_lora(rexomni.model.train(), config.lora),
         reward_funcs=[rewards.geometry, rewards.format, *extra_rewards],
         args=args,
-        train_dataset=Dataset.from_list(prompt_rows(config)),
+        train_dataset=Dataset.from_list(prompt_rows(config, rexomni.view)),
         processing_class=rexomni.processor,
         callbacks=[SaveRexOmniFiles(rexomni.processor), *callbacks],
     )
