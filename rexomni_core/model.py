@@ -281,6 +281,8 @@ class RexOmni:
         self.model = model.eval()
         self.processor = processor
         self.tokenizer = processor.tokenizer
+        self.coordinate_ids = coordinate_token_ids(self.tokenizer)
+        self.box_ids = tuple(self.tokenizer.convert_tokens_to_ids([BOX_START, BOX_END]))
         size = getattr(processor.image_processor, "size", None) or {}
         self.min_pixels = min_pixels or max(MIN_PIXELS, size.get("shortest_edge") or 0)
         self.max_pixels = max_pixels or min(MAX_PIXELS, size.get("longest_edge") or MAX_PIXELS)
@@ -437,8 +439,7 @@ class RexOmni:
         settings.update(generation)
         if self.coordinate_mass_decoding:
             processors = LogitsProcessorList(settings.get("logits_processor") or [])
-            box_start, box_end = self.tokenizer.convert_tokens_to_ids([BOX_START, BOX_END])
-            processors.append(CoordinateMassProcessor(coordinate_token_ids(self.tokenizer), box_start, box_end))
+            processors.append(CoordinateMassProcessor(self.coordinate_ids, *self.box_ids))
             settings["logits_processor"] = processors
         eos = self.tokenizer.convert_tokens_to_ids(IM_END)
         start = time.perf_counter()
