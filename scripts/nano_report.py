@@ -35,15 +35,6 @@ def make_test_set(folder: Path, count: int, split: str = "normal") -> Path:
     return folder
 
 
-def fresh_folder(folder: Path) -> Path:
-    """An empty answers folder: evaluate_model resumes from the answers it finds, which would
-    mix in a previous model's answers when a checkpoint is re-saved under the same name."""
-    import shutil
-
-    shutil.rmtree(folder, ignore_errors=True)
-    return folder
-
-
 def coordinate_error(model: RexOmni, conversations) -> dict[str, float]:
     """Teacher-forced: NLL of the exact coordinate token and |argmax bin - true bin|, averaged
     over every coordinate of the answers. Informative long before boxes reach IoU 0.5."""
@@ -151,12 +142,16 @@ def main() -> None:
     results = {"model": args.model, "test_set": f"shapes normal, seed {HELDOUT_SEED}, {args.count} images",
                "curve": points}
     for task in TASKS:
-        results[task] = evaluate_model(model, test_set, task, fresh_folder(args.test_set.parent / f"eval-{Path(args.model).name}-{task}"))
+        # resume=False: a re-saved checkpoint keeps its folder name, so old answers would be reused.
+        results[task] = evaluate_model(
+            model, test_set, task, args.test_set.parent / f"eval-{Path(args.model).name}-{task}", resume=False
+        )
         print(task, json.dumps(results[task]), flush=True)
     easy_set = make_test_set(args.test_set.parent / f"{args.test_set.name}-{args.easy_split}", args.count, args.easy_split)
     for task in ("detection", "pointing"):
         results[f"{args.easy_split}_{task}"] = evaluate_model(
-            model, easy_set, task, fresh_folder(args.test_set.parent / f"eval-{Path(args.model).name}-{args.easy_split}-{task}")
+            model, easy_set, task, args.test_set.parent / f"eval-{Path(args.model).name}-{args.easy_split}-{task}",
+            resume=False,
         )
         print(args.easy_split, task, json.dumps(results[f"{args.easy_split}_{task}"]), flush=True)
     (args.out / "results.json").write_text(json.dumps(results, indent=1))

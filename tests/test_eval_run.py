@@ -90,6 +90,11 @@ def test_an_interrupted_run_resumes_without_asking_again(dataset, tmp_path):
     model.calls = 0
     metrics = evaluate_model(model, dataset, "detection", tmp_path / "out")
     assert model.calls == 1 and metrics["f1@0.5"] == pytest.approx(1.0)
+    # Without resuming, every image is asked again and the file holds only the new answers.
+    model.calls = 0
+    evaluate_model(model, dataset, "detection", tmp_path / "out", resume=False)
+    assert model.calls == len(lines)
+    assert len((tmp_path / "out" / "answers.jsonl").read_text().splitlines()) == len(lines)
 
 
 def test_missing_images_and_unknown_tasks_are_clear_errors(dataset, tmp_path):

@@ -132,6 +132,7 @@ def _add_run(commands) -> None:
     parser.add_argument("--out", help="folder for answers.jsonl, predictions.json, metrics.json (default: runs/eval-TASK); a rerun resumes")
     parser.add_argument("--categories", choices=CATEGORY_CHOICES, default="present", help="phrases each prompt names")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="sound")
+    parser.add_argument("--restart", action="store_true", help="discard answers already in --out instead of resuming")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.set_defaults(func=_run_model)
 
@@ -144,7 +145,9 @@ def _run_model(args: argparse.Namespace) -> int:
 
     model = RexOmni.from_pretrained(args.model)
     out = Path(args.out or f"runs/eval-{args.task}")
-    metrics = evaluate_model(model, Path(args.data), args.task, out, args.categories, args.protocol)
+    metrics = evaluate_model(
+        model, Path(args.data), args.task, out, args.categories, args.protocol, resume=not args.restart
+    )
     _emit(args, metrics, _plain_table)
     return 0
 

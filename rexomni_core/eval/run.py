@@ -165,11 +165,14 @@ def _done_answers(answers_file: Path) -> dict[str, dict]:
     return done
 
 
-def predict_queries(model, queries: list[Query], task: str, answers_file: Path, **generation) -> Iterator[dict]:
-    """Answers for every query, reusing those already in `answers_file` and appending new ones."""
-    done = _done_answers(answers_file)
+def predict_queries(
+    model, queries: list[Query], task: str, answers_file: Path, resume: bool = True, **generation
+) -> Iterator[dict]:
+    """Answers for every query, reusing those already in `answers_file` and appending new ones;
+    `resume=False` discards them first (they may come from another model or checkpoint)."""
+    done = _done_answers(answers_file) if resume else {}
     answers_file.parent.mkdir(parents=True, exist_ok=True)
-    with answers_file.open("a") as sink:
+    with answers_file.open("a" if resume else "w") as sink:
         for query in tqdm(queries, desc=f"eval {task}", unit="prompt", initial=0):
             if query.key in done:
                 yield done[query.key]
@@ -206,9 +209,11 @@ def coco_results(answer: dict, category_ids: dict[str, int]) -> list[dict[str, A
 
 
 def evaluate_model(
-    model, data_dir: Path, task: str, out_dir: Path, categories: str = "present", protocol: str = "sound", **generation
+    model, data_dir: Path, task: str, out_dir: Path, categories: str = "present", protocol: str = "sound",
+    resume: bool = True, **generation,
 ) -> dict[str, Any]:
-    """Predict then score; writes answers.jsonl, predictions.json and metrics.json in `out_dir`."""
+    """Predict then score; writes answers.jsonl, predictions.json and metrics.json in `out_dir`.
+    Answers already in `out_dir` are reused (an interrupted run resumes) unless `resume=False`."""
     gt_file, data_dir = find_dataset(Path(data_dir))
     payload = read_json(gt_file)
     # Points are judged against masks where every annotation has polygons (METRICS.md), else boxes.
@@ -218,7 +223,7 @@ def evaluate_model(
     gt = ground_truth_from_payload(payload, str(gt_file), with_polygons=use_masks)
     queries = build_queries(payload, data_dir, task, categories)
     out_dir = Path(out_dir)
-    answers = list(predict_queries(model, queries, task, out_dir / "answers.jsonl", **generation))
+    answers = list(predict_queries(model, queries, task, out_dir / "answers.jsonl", resume, **generation))
     if task in REGION_TASKS:
         return _finish(score_region_task(task, queries, answers), answers, out_dir)
     category_ids = {c["name"]: c["id"] for c in payload["categories"]}
