@@ -28,7 +28,7 @@ from transformers.modeling_outputs import BaseModelOutputWithPooling
 
 from rexomni_core.coords import NUM_BINS
 from rexomni_core.model import build_nano
-from rexomni_core.tokenizer import coordinate_token_ids, sinusoidal_codes
+from rexomni_core.tokenizer import sinusoidal_codes
 from rexomni_core.train.sft import (
     SFTCollator,
     attention_grounding_loss,
@@ -96,7 +96,7 @@ def main() -> None:
     if args.grounding:
         model.set_attn_implementation("eager")
     collate = SFTCollator(rexomni)
-    ids = torch.tensor(coordinate_token_ids(rexomni.tokenizer))
+    ids = torch.tensor(rexomni.coordinate_ids)
     bin_of = coordinate_bin_table(ids, len(rexomni.tokenizer))
     side = args.side // 28
     training = single_object_conversations(args.steps * args.batch_size, args.side, "pointing", seed=11)

@@ -31,7 +31,6 @@ from rexomni_core.grammar import serialize
 from rexomni_core.model import RexOmni
 from rexomni_core.regions import Box, Point
 from rexomni_core.tasks import build_prompt
-from rexomni_core.tokenizer import coordinate_token_ids
 from rexomni_core.train.sft import SFTCollator
 
 HELDOUT_SEED = 90210
@@ -123,7 +122,7 @@ def image_token_probes(model: RexOmni, conversations: list[Conversation]) -> lis
 def object_attention(model: RexOmni, conversations: list[Conversation]) -> dict:
     """Share of the first coordinate query's attention over image tokens that falls on the
     object's cells, per layer and head, and the share of cells the object covers."""
-    coordinate_ids = torch.tensor(coordinate_token_ids(model.tokenizer))
+    coordinate_ids = torch.tensor(model.coordinate_ids)
     batch = SFTCollator(model)(conversations)
     labels = batch.pop("labels")[:, 1:]
     used = model.model.config._attn_implementation

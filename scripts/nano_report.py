@@ -41,14 +41,13 @@ def coordinate_error(model: RexOmni, conversations) -> dict[str, float]:
     import numpy as np
     import torch
 
-    from rexomni_core.tokenizer import coordinate_token_ids
     from rexomni_core.train.sft import IGNORE_INDEX, SFTCollator, coordinate_bin_table
 
     batch = SFTCollator(model)(conversations)
     labels = batch.pop("labels")[:, 1:]
     with torch.no_grad():
         log_probs = torch.log_softmax(model.model(**batch).logits[:, :-1].float(), dim=-1)
-    ids = torch.tensor(coordinate_token_ids(model.tokenizer))
+    ids = torch.tensor(model.coordinate_ids)
     bin_of = coordinate_bin_table(ids, log_probs.shape[-1])
     keep = (labels != IGNORE_INDEX) & (bin_of[labels.clamp(min=0)] >= 0)
     targets = labels[keep]

@@ -25,7 +25,6 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from ..coords import NUM_BINS
 from ..grammar import IM_END
 from ..model import RexOmni, build_nano, load_image
-from ..tokenizer import coordinate_token_ids
 from .common import SaveRexOmniFiles, apply_lora, latest_checkpoint, save_final
 from .configs import NANO_INIT, SFTConfig
 
@@ -293,7 +292,7 @@ def train_sft(config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()) -> P
         args=args,
         train_dataset=dataset,
         data_collator=SFTCollator(rexomni),
-        coordinate_ids=torch.tensor(coordinate_token_ids(rexomni.tokenizer)),
+        coordinate_ids=torch.tensor(rexomni.coordinate_ids),
         sigma=config.coordinate_sigma,
         radius=config.coordinate_radius,
         grounding_weight=config.attention_grounding,
