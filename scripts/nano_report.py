@@ -122,6 +122,10 @@ def main() -> None:
         "--easy-split", default="few",
         help="a second, easier test set (same seed and count) scored for detection and pointing too",
     )
+    parser.add_argument(
+        "--keep-curve", action="store_true",
+        help="start from the curve in OUT/results.json (earlier stages) and add the --curve points to it",
+    )
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     from rexomni_core.data.samplers import ConversationStream
@@ -129,7 +133,8 @@ def main() -> None:
     mixture = [{"world": "shapes", "task": task} for task in ("detection", "referring", "pointing", "visual_prompting")]
     held_out = ConversationStream(mixture=mixture, seed=HELDOUT_SEED)
     conversations = [held_out[i] for i in range(32)]
-    points = []
+    earlier = args.out / "results.json"
+    points = json.loads(earlier.read_text())["curve"] if args.keep_curve and earlier.is_file() else []
     for item in args.curve:
         stage, step, directory = item.split(":", 2)
         points.append({"stage": stage, "step": int(step), **coordinate_error(RexOmni.from_pretrained(directory), conversations)})

@@ -33,9 +33,10 @@ def dataset(tmp_path):
 class TruthModel:
     """Answers with the ground truth of the asked phrases, plus one hallucination when told."""
 
-    def __init__(self, hallucinate=False):
+    def __init__(self, hallucinate=False, repeat=False):
         self.calls = 0
         self.hallucinate = hallucinate
+        self.repeat = repeat  # write every box twice, as a degenerate SFT model does
 
     def predict(self, image, task="detection", categories=None, visual_prompt_boxes=None):
         self.calls += 1
@@ -54,6 +55,8 @@ class TruthModel:
             regions = [Box(n, [x, y, x + w, y + h]) for n, (x, y, w, h) in truth]
         if self.hallucinate:
             regions.append(Box("blue star", [0, 0, 5, 5]))
+        if self.repeat:
+            regions = [r for region in regions for r in (region, region)]
         text = serialize(regions, 200, 100, task=task, phrases=categories)
         return parse(text, 200, 100, task=task)
 
@@ -80,6 +83,16 @@ def test_a_perfect_model_scores_one(dataset, tmp_path, task, key):
 def test_hallucinations_lower_precision(dataset, tmp_path):
     metrics = evaluate_model(TruthModel(hallucinate=True), dataset, "detection", tmp_path / "out")
     assert metrics["recall@0.5"] == pytest.approx(1.0) and metrics["precision@0.5"] < 1.0
+
+
+def test_detection_runs_report_duplicates_and_large_boxes(dataset, tmp_path):
+    clean = evaluate_model(TruthModel(), dataset, "detection", tmp_path / "clean")
+    assert clean["duplicate_rate"] == 0.0 and clean["large_box_rate"] == 0.0
+    repeated = evaluate_model(TruthModel(repeat=True), dataset, "detection", tmp_path / "repeated")
+    assert repeated["duplicate_rate"] == pytest.approx(0.5)  # 3 of 6 boxes repeat an earlier one
+    assert repeated["precision@0.5"] == pytest.approx(0.5) and repeated["recall@0.5"] == pytest.approx(1.0)
+    # The paper's definition also needs a coordinate repeated 10 times in a row: not here.
+    assert repeated["degenerate_answer_rate"] == 0.0
 
 
 def test_an_interrupted_run_resumes_without_asking_again(dataset, tmp_path):

@@ -63,6 +63,22 @@ def test_prompt_rows_carry_what_the_rewards_need():
         assert all(region["phrase"] in prompt for region in json.loads(row["truth"]))
 
 
+@pytest.mark.parametrize("world, task", [("shapes", "detection"), ("shapes", "pointing"),
+                                         ("shapes", "visual_prompting"), ("gui", "gui_pointing")])
+def test_the_target_answer_earns_the_full_reward(micro_dir, world, task):
+    # Pointing answers are points but are judged against the objects' boxes: the rows must carry
+    # those, or the reward could not read them (it once crashed GRPO on pointing prompts).
+    tokenizer = RexOmni.from_pretrained(micro_dir, device="cpu").tokenizer
+    config = GRPOConfig(num_prompts=4, data=DataConfig(kwargs={"mixture": [{"world": world, "task": task}], "seed": 2}))
+    source = config.data.build()
+    rows = prompt_rows(config)
+    ids = [_ids(tokenizer, source[i].answer) for i in range(len(rows))]
+    columns = {key: [row[key] for row in rows] for key in ("task", "width", "height", "truth")}
+    assert AnswerRewards(tokenizer).geometry(None, None, ids, **columns) == pytest.approx([1.0] * len(rows), abs=0.02)
+    if task.endswith("pointing"):
+        assert {region["kind"] for row in rows for region in json.loads(row["truth"])} == {"box"}
+
+
 def test_short_grpo_run_changes_parameters_and_resumes(micro_dir, tmp_path):
     scene = generate("shapes", 3)
     assert sample_conversation(scene, "detection", random.Random(0)) is not None

@@ -71,6 +71,19 @@ def test_config_yaml_round_trip_overrides_and_typos(tmp_path):
         SFTConfig.from_yaml(tmp_path / "bad.yaml")
 
 
+def test_config_numbers_written_the_yaml_1_1_way_are_still_numbers(tmp_path):
+    # PyYAML reads `3e-5` (no dot) as a string; it must still train with lr 3e-5.
+    (tmp_path / "c.yaml").write_text("learning_rate: 3e-5\nmax_steps: '40'\nsquare_side: null\n")
+    config = SFTConfig.from_yaml(tmp_path / "c.yaml")
+    assert config.learning_rate == 3e-5 and isinstance(config.learning_rate, float)
+    assert config.max_steps == 40 and isinstance(config.max_steps, int) and config.square_side is None
+    (tmp_path / "bad.yaml").write_text("learning_rate: fast\nmax_steps: 2.5\n")
+    with pytest.raises(ValueError, match=r"SFTConfig.learning_rate: expected a number, got 'fast'"):
+        SFTConfig.from_yaml(tmp_path / "bad.yaml")
+    with pytest.raises(ValueError, match=r"SFTConfig.max_steps: expected a whole number"):
+        SFTConfig.from_yaml(tmp_path / "bad.yaml", ["learning_rate=1e-3"])
+
+
 def test_short_sft_learns_resumes_and_round_trips(tmp_path):
     config = SFTConfig(
         output_dir=str(tmp_path / "run"), data=TINY_DATA, max_steps=24, batch_size=4,

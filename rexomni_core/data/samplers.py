@@ -38,7 +38,9 @@ class Conversation:
 
     `answer` is the assistant text without the closing `<|im_end|>` (the chat template adds it);
     `regions` are the ground truth in original-image pixels that `answer` encodes; `phrases`
-    every phrase asked (those answered `None` included).
+    every phrase asked (those answered `None` included). `targets` are what an answer is judged
+    against when that differs from `regions` (pointing: the objects' boxes a point must fall in,
+    while `regions` holds the one point the answer writes); `judged_against` picks.
     """
 
     image: Image.Image | str
@@ -49,6 +51,12 @@ class Conversation:
     answer: str
     regions: list[Region]
     phrases: list[str]
+    targets: list[Region] | None = None
+
+    @property
+    def judged_against(self) -> list[Region]:
+        """The ground truth a reward or metric compares an answer with."""
+        return self.regions if self.targets is None else self.targets
 
     def messages(self) -> list[dict]:
         """The conversation in the chat-message form Qwen2.5-VL processors take."""
@@ -62,9 +70,11 @@ class Conversation:
         ]
 
 
-def _conversation(scene: Scene, task: str, prompt: str, regions: list[Region], phrases: list[str]) -> Conversation:
+def _conversation(
+    scene: Scene, task: str, prompt: str, regions: list[Region], phrases: list[str], targets: list[Region] | None = None
+) -> Conversation:
     answer = serialize(regions, scene.width, scene.height, task=task, phrases=phrases)
-    return Conversation(scene.image, scene.width, scene.height, task, prompt, answer, regions, phrases)
+    return Conversation(scene.image, scene.width, scene.height, task, prompt, answer, regions, phrases, targets)
 
 
 def annotation_point(annotation: Annotation) -> list[float]:
@@ -106,9 +116,11 @@ def sample_detection(scene: Scene, rng: random.Random, absent_phrases: bool = Tr
 
 def sample_pointing(scene: Scene, rng: random.Random, absent_phrases: bool = True) -> Conversation:
     phrases = _shape_phrases(scene, rng, absent_phrases)
-    regions = [Point(a.category, annotation_point(a)) for a in scene.annotations if a.category in phrases]
+    asked = [a for a in scene.annotations if a.category in phrases]
+    regions = [Point(a.category, annotation_point(a)) for a in asked]
     prompt = sample_prompt("pointing", rng, categories=phrases)
-    return _conversation(scene, "pointing", prompt, regions, phrases)
+    # A point anywhere on the object is right: judged against its box, as shapes evaluation does.
+    return _conversation(scene, "pointing", prompt, regions, phrases, targets=[Box(a.category, list(a.box)) for a in asked])
 
 
 def sample_visual_prompting(scene: Scene, rng: random.Random) -> Conversation:
@@ -177,12 +189,10 @@ def gui_phrase(annotation: Annotation, scene: Scene, rng: random.Random) -> str:
 def _sample_gui(scene: Scene, rng: random.Random, task: str, region_type) -> Conversation:
     annotation = rng.choice(scene.annotations)
     phrase = gui_phrase(annotation, scene, rng)
-    if region_type is Box:
-        region = Box(phrase, list(annotation.box))
-    else:
-        region = Point(phrase, annotation_point(annotation))
+    element = Box(phrase, list(annotation.box))
+    region = element if region_type is Box else Point(phrase, annotation_point(annotation))
     prompt = sample_prompt(task, rng, categories=[phrase])
-    return _conversation(scene, task, prompt, [region], [phrase])
+    return _conversation(scene, task, prompt, [region], [phrase], targets=[element])
 
 
 def sample_gui_grounding(scene: Scene, rng: random.Random) -> Conversation:

@@ -22,6 +22,7 @@ from typing import Any, Iterator
 import numpy as np
 from tqdm import tqdm
 
+from .duplicates import file_degeneracy
 from .f1 import counting_mae, evaluate_f1, sound_f1
 from .inputs import detections_from_records, ground_truth_from_payload, read_json
 from ..regions import Box, Keypoints, Polygon, Region, region_from_dict
@@ -238,6 +239,10 @@ def evaluate_model(
         metrics["counting_mae"] = counting_mae(gt, dets)
     else:
         metrics = evaluate_f1(gt, dets, protocol).to_dict()
+    if task != "pointing":
+        # The degenerate outputs GRPO is meant to remove (both duplicate definitions, large boxes).
+        degeneracy = file_degeneracy(gt, dets)
+        metrics.update({k: v for k, v in degeneracy.items() if k.endswith("_rate")})
     return _finish(metrics, answers, out_dir)
 
 

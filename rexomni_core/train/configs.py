@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,11 +148,28 @@ def _from_dict(cls, raw: dict):
     unknown = set(raw) - set(fields)
     if unknown:
         raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}; known: {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
     values = {}
     for name, value in raw.items():
         nested = _section_type(fields[name])
-        values[name] = _from_dict(nested, value or {}) if nested else value
+        values[name] = _from_dict(nested, value or {}) if nested else _number(cls, name, hints[name], value)
     return cls(**values)
+
+
+def _number(cls, name: str, hint: Any, value: Any) -> Any:
+    """`value` as the float or int the field holds. YAML 1.1 reads `3e-5` (no dot) as a string,
+    which would otherwise reach the optimiser as text."""
+    wanted = {float, int} & set(typing.get_args(hint) or (hint,))
+    if not wanted or value is None or isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        return value
+    number_type = float if float in wanted else int
+    try:
+        number = float(value)
+    except ValueError:
+        raise ValueError(f"{cls.__name__}.{name}: expected a number, got {value!r}") from None
+    if number_type is int and not number.is_integer():
+        raise ValueError(f"{cls.__name__}.{name}: expected a whole number, got {value!r}")
+    return number_type(number)
 
 
 def _section_type(config_field: dataclasses.Field) -> type | None:

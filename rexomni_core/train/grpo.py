@@ -51,7 +51,7 @@ def prompt_rows(
                 "task": conversation.task,
                 "width": conversation.width,
                 "height": conversation.height,
-                "truth": json.dumps([region_to_dict(r) for r in conversation.regions]),
+                "truth": json.dumps([region_to_dict(r) for r in conversation.judged_against]),
             }
         )
     return rows

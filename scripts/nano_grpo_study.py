@@ -1,0 +1,123 @@
+"""The paper's SFT vs SFT+GRPO study at nano scale: detection on held-out shapes test sets, with
+the degenerate-output rates GRPO is meant to remove, and the reward over GRPO training.
+
+    python scripts/nano_grpo_study.py --model sft=rexomni_core/assets/nano \
+        --model grpo=runs/nano/grpo/final --grpo-run runs/nano/grpo --out runs/nano/grpo-study
+
+For each model and each split (default normal, dense, few; 200 images each, seed 90210, the
+held-out seed of `nano_report.py`) it runs `evaluate_model` (sound protocol, phrases = the
+categories present) and tabulates F1@0.5, F1@0.95, F1@mIoU, the duplicate rate (IoU ≥ 0.95 with an
+earlier box of the same phrase), the paper's degenerate-answer rate (a coordinate repeated 10
+times in a row and more than twice as many boxes as the ground truth), the large-box rate
+(> 95 % of the image) and the mean number of output tokens. Writes study.json, study.md and,
+from the GRPO run's log, reward.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from nano_report import HELDOUT_SEED, make_test_set
+
+from rexomni_core.eval.run import evaluate_model
+from rexomni_core.model import RexOmni
+
+COLUMNS = {
+    "f1@0.5": "F1@0.5",
+    "f1@0.95": "F1@0.95",
+    "f1@miou": "F1@mIoU",
+    "duplicate_rate": "duplicates (IoU≥0.95)",
+    "degenerate_answer_rate": "degenerate answers (paper)",
+    "large_box_rate": "large boxes",
+    "mean_output_tokens": "output tokens",
+    "well_formed": "well-formed",
+}
+
+
+def markdown_table(rows: list[dict]) -> str:
+    header = "| split | model | " + " | ".join(COLUMNS.values()) + " |"
+    lines = [header, "|" + "---|" * (len(COLUMNS) + 2)]
+    for row in rows:
+        cells = [f"{row['metrics'][key]:.1f}" if key == "mean_output_tokens" else f"{row['metrics'][key]:.3f}"
+                 for key in COLUMNS]
+        lines.append(f"| {row['split']} | {row['model']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def reward_plot(log_history: list[dict], out: Path, window: int = 10) -> None:
+    """Mean geometric reward of the sampled completions per logged step (and a running mean),
+    with the KL to the starting model on a second axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    logged = [entry for entry in log_history if "rewards/geometry/mean" in entry]
+    steps = np.array([entry["step"] for entry in logged])
+    reward = np.array([entry["rewards/geometry/mean"] for entry in logged])
+    smooth = np.convolve(reward, np.ones(window) / window, mode="valid") if len(reward) >= window else reward
+    fig, ax = plt.subplots(figsize=(7, 3.6))
+    ax.plot(steps, reward, color="tab:blue", alpha=0.3, label="geometry reward (logged mean)")
+    ax.plot(steps[len(steps) - len(smooth):], smooth, color="tab:blue", label=f"running mean of {window}")
+    ax.set_xlabel("GRPO step")
+    ax.set_ylabel("box reward (one-to-one IoU F1)")
+    twin = ax.twinx()
+    twin.plot(steps, [entry.get("kl", 0.0) for entry in logged], color="tab:red", alpha=0.6, label="KL to SFT model")
+    twin.set_ylabel("KL")
+    ax.legend(loc="upper left", fontsize=8)
+    twin.legend(loc="lower right", fontsize=8)
+    ax.set_title("Rex-Omni-nano GRPO: reward of sampled completions", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+
+
+def grpo_log(run: Path) -> list[dict]:
+    """The log of a finished GRPO run (`final/log_history.json`) or of its newest checkpoint."""
+    from rexomni_core.train.common import latest_checkpoint
+
+    if (run / "final" / "log_history.json").is_file():
+        return json.loads((run / "final" / "log_history.json").read_text())
+    checkpoint = latest_checkpoint(run)
+    if checkpoint is None:
+        raise SystemExit(f"{run}: no final/log_history.json and no checkpoint-N/trainer_state.json to plot")
+    return json.loads((checkpoint / "trainer_state.json").read_text())["log_history"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", action="append", required=True, metavar="LABEL=DIR",
+                        help="a model to compare (repeat); DIR a checkpoint directory")
+    parser.add_argument("--splits", nargs="+", default=["normal", "dense", "few"])
+    parser.add_argument("--count", type=int, default=200, help="test images per split")
+    parser.add_argument("--test-root", type=Path, default=Path("runs/nano"),
+                        help="where the held-out test sets live (heldout-SPLIT, made when missing)")
+    parser.add_argument("--grpo-run", type=Path, help="a GRPO output_dir whose reward to plot")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for item in args.model:
+        label, sep, directory = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--model takes LABEL=DIR, got {item!r}")
+        model = RexOmni.from_pretrained(directory)
+        for split in args.splits:
+            test_set = make_test_set(args.test_root / f"heldout-{split}-{args.count}", args.count, split)
+            metrics = evaluate_model(model, test_set, "detection", args.out / f"{label}-{split}", resume=False)
+            rows.append({"model": label, "directory": directory, "split": split, "metrics": metrics})
+            print(label, split, json.dumps({k: metrics[k] for k in COLUMNS}), flush=True)
+    rows.sort(key=lambda row: args.splits.index(row["split"]))
+    (args.out / "study.json").write_text(json.dumps(
+        {"test_sets": f"shapes, seed {HELDOUT_SEED}, {args.count} images per split", "rows": rows}, indent=1))
+    table = markdown_table(rows)
+    (args.out / "study.md").write_text(table + "\n")
+    print(table)
+    if args.grpo_run:
+        reward_plot(grpo_log(args.grpo_run), args.out / "reward.png")
+
+
+if __name__ == "__main__":
+    main()
