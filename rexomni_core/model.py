@@ -502,3 +502,7 @@ def save_processor(processor: ProcessorMixin, directory: str | os.PathLike) -> N
     processor.tokenizer.save_pretrained(directory)
     processor.image_processor.processor_class = "Qwen2_5_VLProcessor"
     processor.image_processor.save_pretrained(directory)
+    # A Trainer checkpoint also gets `processing_class.save_pretrained`, whose processor_config.json
+    # names the image-only subclass; AutoProcessor cannot resolve it and would return a bare
+    # tokenizer. The released layout has no such file.
+    (Path(directory) / "processor_config.json").unlink(missing_ok=True)

@@ -103,6 +103,9 @@ def test_short_grpo_run_changes_parameters_and_resumes(micro_dir, tmp_path):
     after = RexOmni.from_pretrained(final, device="cpu").model
     changed = [n for n, p in after.named_parameters() if not torch.equal(p, before[n])]
     assert changed, "GRPO changed no parameter"
+    # Every checkpoint is a complete Rex-Omni directory (it once held a processor_config.json
+    # that made AutoProcessor return a bare tokenizer).
+    assert RexOmni.from_pretrained(tmp_path / "grpo" / "checkpoint-1", device="cpu").processor.image_processor
     # A rerun with more steps resumes from checkpoint-2 instead of starting over.
     config.max_steps = 3
     log = json.loads((train_grpo(config, extra_rewards=[varied]) / "log_history.json").read_text())
