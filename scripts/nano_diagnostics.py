@@ -25,13 +25,14 @@ import numpy as np
 import torch
 from PIL import Image
 
+from rexomni_core.coords import quantize_xy
 from rexomni_core.data.samplers import Conversation, annotation_point
 from rexomni_core.data.worlds.shapes import generate_shapes
 from rexomni_core.grammar import serialize
 from rexomni_core.model import RexOmni
 from rexomni_core.regions import Box, Point
 from rexomni_core.tasks import build_prompt
-from rexomni_core.train.sft import SFTCollator
+from rexomni_core.train.sft import SFTCollator, region_cells
 
 HELDOUT_SEED = 90210
 
@@ -60,12 +61,12 @@ def single_object_conversations(count: int, side: int, task: str, seed: int = HE
 
 
 def object_cells(conversation: Conversation, rows: int, cols: int) -> np.ndarray:
-    """(rows*cols,) bool: image-token cells that overlap the object's box."""
-    x0, y0, x1, y1 = conversation.regions[0].coords
-    x0, x1 = x0 / conversation.width * cols, x1 / conversation.width * cols
-    y0, y1 = y0 / conversation.height * rows, y1 / conversation.height * rows
-    r, c = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
-    return ((c + 1 > x0) & (c < x1) & (r + 1 > y0) & (r < y1)).reshape(-1)
+    """(rows*cols,) bool: image-token cells that the object's box overlaps, the cells attention
+    grounding pulls the model onto."""
+    bins = quantize_xy(conversation.regions[0].coords, conversation.width, conversation.height)
+    cells = np.zeros(rows * cols, dtype=bool)
+    cells[region_cells(bins, rows, cols)] = True
+    return cells
 
 
 def image_grid(model: RexOmni, batch: dict, row: int) -> tuple[torch.Tensor, int, int]:

@@ -16,7 +16,7 @@ from rexomni_core.train.configs import DataConfig, SFTConfig
 from rexomni_core.train.sft import (
     IGNORE_INDEX,
     SFTCollator,
-    _region_cells,
+    region_cells,
     attention_grounding_loss,
     coordinate_bin_table,
     grounding_targets,
@@ -28,14 +28,14 @@ from tests.test_model_sft import MICRO
 
 def test_region_cells_of_points_boxes_and_malformed_runs():
     # 4 x 5 grid (rows x cols): bin b falls in column b * 5 // 1000, row b * 4 // 1000.
-    assert _region_cells([0, 0], rows=4, cols=5) == [0]
-    assert _region_cells([999, 999], rows=4, cols=5) == [19]
-    assert _region_cells([450, 600], rows=4, cols=5) == [2 * 5 + 2]
+    assert region_cells([0, 0], rows=4, cols=5) == [0]
+    assert region_cells([999, 999], rows=4, cols=5) == [19]
+    assert region_cells([450, 600], rows=4, cols=5) == [2 * 5 + 2]
     # Box from column 1 to 2 and row 0 to 1; corners given in either order.
-    assert _region_cells([200, 100, 599, 499], rows=4, cols=5) == [1, 2, 6, 7]
-    assert _region_cells([599, 499, 200, 100], rows=4, cols=5) == [1, 2, 6, 7]
-    assert _region_cells([10, 20, 30], rows=4, cols=5) is None
-    assert _region_cells([10], rows=4, cols=5) is None
+    assert region_cells([200, 100, 599, 499], rows=4, cols=5) == [1, 2, 6, 7]
+    assert region_cells([599, 499, 200, 100], rows=4, cols=5) == [1, 2, 6, 7]
+    assert region_cells([10, 20, 30], rows=4, cols=5) is None
+    assert region_cells([10], rows=4, cols=5) is None
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +83,7 @@ def test_targets_mark_each_coordinate_writer_and_its_region(nano):
         rows, cols = grid_h // 2, grid_w // 2
         # The first region's writers all look at the cells of that region's first run.
         first_run = [int(bin_of[ids[p]]) for p in answer_coords[: 2 if conversation.task == "pointing" else 4]]
-        expected = image_positions[_region_cells(first_run, rows, cols)].tolist()
+        expected = image_positions[region_cells(first_run, rows, cols)].tolist()
         for query in queries[: len(first_run)]:
             assert targets[row, query].nonzero()[:, 0].tolist() == expected, conversation.task
 

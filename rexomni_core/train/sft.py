@@ -92,7 +92,7 @@ def coordinate_loss(
     return loss.mean()
 
 
-def _region_cells(bins: Sequence[int], rows: int, cols: int) -> list[int] | None:
+def region_cells(bins: Sequence[int], rows: int, cols: int) -> list[int] | None:
     """Row-major indices of the image-token cells a run of coordinate bins covers: the cell of a
     point, the cells a box (or a polygon's bounding box) overlaps; None for an odd run."""
     if len(bins) < 2 or len(bins) % 2:
@@ -141,7 +141,7 @@ def grounding_targets(
                 run = []
         runs += [run] if run else []
         for run in runs:
-            cells = _region_cells([int(bin_of[tokens[p]]) for p in run], rows, cols)
+            cells = region_cells([int(bin_of[tokens[p]]) for p in run], rows, cols)
             if cells is None:
                 continue
             queries = torch.tensor(run, device=input_ids.device) - 1  # the position before predicts
