@@ -362,6 +362,7 @@ class RexOmni:
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Write model (safetensors), tokenizer and image processor: a directory that
         `from_pretrained` reads back with identical outputs."""
+        self.model.config.use_cache = True  # trainers switch the KV cache off; generation wants it
         self.model.save_pretrained(directory, safe_serialization=True)
         save_processor(self.processor, directory)
 
@@ -499,6 +500,8 @@ class RexOmni:
 def save_processor(processor: ProcessorMixin, directory: str | os.PathLike) -> None:
     """Save as the released checkpoint lays it out: tokenizer files + preprocessor_config.json
     naming `Qwen2_5_VLProcessor`, so stock `AutoProcessor` (with torchvision) loads it too."""
+    # Saving the processor itself (a Trainer does) stamps the image-only subclass on the tokenizer.
+    processor.tokenizer._set_processor_class("Qwen2_5_VLProcessor")
     processor.tokenizer.save_pretrained(directory)
     processor.image_processor.processor_class = "Qwen2_5_VLProcessor"
     processor.image_processor.save_pretrained(directory)

@@ -106,6 +106,9 @@ def test_short_grpo_run_changes_parameters_and_resumes(micro_dir, tmp_path):
     # Every checkpoint is a complete Rex-Omni directory (it once held a processor_config.json
     # that made AutoProcessor return a bare tokenizer).
     assert RexOmni.from_pretrained(tmp_path / "grpo" / "checkpoint-1", device="cpu").processor.image_processor
+    for directory in (tmp_path / "grpo" / "checkpoint-1", final):
+        assert "ImageOnly" not in (directory / "tokenizer_config.json").read_text()
+    assert json.loads((final / "config.json").read_text()).get("use_cache", True) is True
     # A rerun with more steps resumes from checkpoint-2 instead of starting over.
     config.max_steps = 3
     log = json.loads((train_grpo(config, extra_rewards=[varied]) / "log_history.json").read_text())
