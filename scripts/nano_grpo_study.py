@@ -2,7 +2,7 @@
 the degenerate-output rates GRPO is meant to remove, and the reward over GRPO training.
 
     python scripts/nano_grpo_study.py --model sft=rexomni_core/assets/nano \
-        --model grpo=runs/nano/grpo/final --grpo-run runs/nano/grpo --out runs/nano/grpo-study
+        --model grpo=runs/nano/grpo/final --grpo-run grpo=runs/nano/grpo --out runs/nano/grpo-study
 
 For each model and each split (default normal, dense, few; 200 images each, seed 90210, the
 held-out seed of `nano_report.py`) it runs `evaluate_model` (sound protocol, phrases = the
@@ -46,30 +46,32 @@ def markdown_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def reward_plot(log_history: list[dict], out: Path, window: int = 10) -> None:
-    """Mean geometric reward of the sampled completions per logged step (and a running mean),
-    with the KL to the starting model on a second axis."""
+def reward_plot(logs: dict[str, list[dict]], out: Path, window: int = 20) -> None:
+    """Per GRPO run: the mean geometric reward of the sampled completions (running mean over
+    `window` logged steps) and, on a second panel, the KL to the starting model."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
 
-    logged = [entry for entry in log_history if "rewards/geometry/mean" in entry]
-    steps = np.array([entry["step"] for entry in logged])
-    reward = np.array([entry["rewards/geometry/mean"] for entry in logged])
-    smooth = np.convolve(reward, np.ones(window) / window, mode="valid") if len(reward) >= window else reward
-    fig, ax = plt.subplots(figsize=(7, 3.6))
-    ax.plot(steps, reward, color="tab:blue", alpha=0.3, label="geometry reward (logged mean)")
-    ax.plot(steps[len(steps) - len(smooth):], smooth, color="tab:blue", label=f"running mean of {window}")
-    ax.set_xlabel("GRPO step")
-    ax.set_ylabel("box reward (one-to-one IoU F1)")
-    twin = ax.twinx()
-    twin.plot(steps, [entry.get("kl", 0.0) for entry in logged], color="tab:red", alpha=0.6, label="KL to SFT model")
-    twin.set_ylabel("KL")
-    ax.legend(loc="upper left", fontsize=8)
-    twin.legend(loc="lower right", fontsize=8)
-    ax.set_title("Rex-Omni-nano GRPO: reward of sampled completions", fontsize=9)
+    fig, (reward_ax, kl_ax) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for label, log_history in logs.items():
+        logged = [entry for entry in log_history if "rewards/geometry/mean" in entry]
+        steps = np.array([entry["step"] for entry in logged])
+        reward = np.array([entry["rewards/geometry/mean"] for entry in logged])
+        width = min(window, len(reward))
+        smooth = np.convolve(reward, np.ones(width) / width, mode="valid")
+        line, = reward_ax.plot(steps[width - 1:], smooth, label=label)
+        reward_ax.plot(steps, reward, color=line.get_color(), alpha=0.15)
+        kl_ax.plot(steps, [entry.get("kl", 0.0) for entry in logged], color=line.get_color(), label=label)
+    reward_ax.set_xlabel("GRPO step")
+    reward_ax.set_ylabel("box / point reward of sampled answers")
+    reward_ax.set_title(f"reward (faint: logged means; line: running mean of {window})", fontsize=9)
+    kl_ax.set_xlabel("GRPO step")
+    kl_ax.set_ylabel("KL to the SFT model")
+    kl_ax.set_title("KL", fontsize=9)
+    reward_ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
 
@@ -86,6 +88,13 @@ def grpo_log(run: Path) -> list[dict]:
     return json.loads((checkpoint / "trainer_state.json").read_text())["log_history"]
 
 
+def _labelled(item: str) -> tuple[str, str]:
+    label, sep, directory = item.partition("=")
+    if not sep or not label:
+        raise SystemExit(f"expected LABEL=DIR, got {item!r}")
+    return label, directory
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", action="append", required=True, metavar="LABEL=DIR",
@@ -94,15 +103,13 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=200, help="test images per split")
     parser.add_argument("--test-root", type=Path, default=Path("runs/nano"),
                         help="where the held-out test sets live (heldout-SPLIT, made when missing)")
-    parser.add_argument("--grpo-run", type=Path, help="a GRPO output_dir whose reward to plot")
+    parser.add_argument("--grpo-run", action="append", default=[], metavar="LABEL=DIR",
+                        help="a GRPO output_dir whose reward to plot (repeat)")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
-    for item in args.model:
-        label, sep, directory = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--model takes LABEL=DIR, got {item!r}")
+    for label, directory in (_labelled(item) for item in args.model):
         model = RexOmni.from_pretrained(directory)
         for split in args.splits:
             test_set = make_test_set(args.test_root / f"heldout-{split}-{args.count}", args.count, split)
@@ -116,7 +123,8 @@ def main() -> None:
     (args.out / "study.md").write_text(table + "\n")
     print(table)
     if args.grpo_run:
-        reward_plot(grpo_log(args.grpo_run), args.out / "reward.png")
+        runs = dict(_labelled(item) for item in args.grpo_run)
+        reward_plot({label: grpo_log(Path(run)) for label, run in runs.items()}, args.out / "reward.png")
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ def test_study_tabulates_every_model_and_split_and_plots_the_reward(tmp_path, mo
     out = tmp_path / "study"
     monkeypatch.setattr(sys, "argv", [
         "nano_grpo_study.py", "--model", f"a={model_dir}", "--model", f"b={model_dir}", "--splits", "few", "dense",
-        "--count", "2", "--test-root", str(tmp_path / "sets"), "--grpo-run", str(run), "--out", str(out),
+        "--count", "2", "--test-root", str(tmp_path / "sets"), "--grpo-run", f"run={run}", "--out", str(out),
     ])
     study.main()
     rows = json.loads((out / "study.json").read_text())["rows"]
