@@ -327,7 +327,9 @@ class RexOmni:
         or a hub id (e.g. "IDEA-Research/Rex-Omni"), through the same code."""
         source = NANO_DIR if name_or_path is None else name_or_path
         text = str(source)
-        if not Path(source).exists() and (Path(source).is_absolute() or text.startswith((".", "~"))):
+        # A hub id is "namespace/name": anything with more slashes, or absolute, is a local path.
+        looks_local = Path(source).is_absolute() or text.startswith((".", "~")) or text.count("/") > 1
+        if not Path(source).exists() and looks_local:
             raise FileNotFoundError(f"no checkpoint directory at {text}")
         if name_or_path is None and not (NANO_DIR / "model.safetensors").is_file():
             raise FileNotFoundError(
@@ -500,8 +502,10 @@ class RexOmni:
 def save_processor(processor: ProcessorMixin, directory: str | os.PathLike) -> None:
     """Save as the released checkpoint lays it out: tokenizer files + preprocessor_config.json
     naming `Qwen2_5_VLProcessor`, so stock `AutoProcessor` (with torchvision) loads it too."""
-    # Saving the processor itself (a Trainer does) stamps the image-only subclass on the tokenizer.
-    processor.tokenizer._set_processor_class("Qwen2_5_VLProcessor")
+    # Saving the processor itself (a Trainer does) stamps the image-only subclass on the tokenizer;
+    # the processor class belongs in preprocessor_config.json alone.
+    processor.tokenizer._set_processor_class(None)
+    processor.tokenizer.init_kwargs.pop("processor_class", None)
     processor.tokenizer.save_pretrained(directory)
     processor.image_processor.processor_class = "Qwen2_5_VLProcessor"
     processor.image_processor.save_pretrained(directory)

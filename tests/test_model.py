@@ -85,6 +85,9 @@ def test_unreachable_hub_id_gives_a_clear_error(monkeypatch):
 def test_a_missing_local_directory_is_not_taken_for_a_hub_id(tmp_path):
     with pytest.raises(FileNotFoundError, match="no checkpoint directory"):
         RexOmni.from_pretrained(tmp_path / "missing")
+    # A relative run folder (a recipe's `model: runs/nano/ladder6_shapes/final`) is no hub id either.
+    with pytest.raises(FileNotFoundError, match="no checkpoint directory at runs/nano/missing/final"):
+        RexOmni.from_pretrained("runs/nano/missing/final")
 
 
 def test_save_and_reload_give_identical_outputs(random_nano, tmp_path):
