@@ -71,17 +71,24 @@ class CoordinateMassProcessor(LogitsProcessor):
     def __init__(self, coordinate_ids: Sequence[int], box_start_id: int, box_end_id: int):
         self.coordinate_ids = torch.as_tensor(list(coordinate_ids))
         self.box_start_id, self.box_end_id = box_start_id, box_end_id
+        self._is_coordinate: torch.Tensor | None = None  # vocabulary mask, built at the first step
+
+    def _coordinate_mask(self, vocab_size: int, device: torch.device) -> torch.Tensor:
+        mask = self._is_coordinate
+        if mask is None or mask.shape[0] != vocab_size or mask.device != device:
+            mask = torch.zeros(vocab_size, dtype=torch.bool, device=device)
+            mask[self.coordinate_ids.to(device)] = True
+            self._is_coordinate = mask
+        return mask
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         positions = torch.arange(1, input_ids.shape[1] + 1, device=input_ids.device)
         last_start = torch.where(input_ids == self.box_start_id, positions, 0).max(dim=-1).values
         last_end = torch.where(input_ids == self.box_end_id, positions, 0).max(dim=-1).values
         inside_box = (last_start > last_end)[:, None]
-        ids = self.coordinate_ids.to(scores.device)
-        is_coordinate = torch.zeros(scores.shape[-1], dtype=torch.bool, device=scores.device)
-        is_coordinate[ids] = True
+        is_coordinate = self._coordinate_mask(scores.shape[-1], scores.device)
         probs = scores.float().softmax(dim=-1)
-        coordinate_mass = probs[:, ids].sum(dim=-1)
+        coordinate_mass = probs[:, self.coordinate_ids.to(scores.device)].sum(dim=-1)
         best_other = probs.masked_fill(is_coordinate, 0).max(dim=-1).values
         write_coordinate = (coordinate_mass > best_other)[:, None]
         banned = torch.where(write_coordinate, ~is_coordinate, is_coordinate) & inside_box
@@ -107,6 +114,16 @@ class ImageOnlyQwen2_5_VLProcessor(Qwen2_5_VLProcessor):
         self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
         self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
         ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+
+    def save_pretrained(self, save_directory, push_to_hub: bool = False, **kwargs):
+        """Save as the released processor lays itself out (`save_processor`). A Trainer calls this
+        at every checkpoint; ProcessorMixin's own save would name this subclass in
+        processor_config.json and tokenizer_config.json, which AutoProcessor cannot resolve (it
+        then returns a bare tokenizer)."""
+        if push_to_hub:
+            raise NotImplementedError("push the checkpoint directory instead (huggingface-cli upload)")
+        save_processor(self, save_directory)
+        return []
 
 
 def load_processor(name_or_path: str | os.PathLike, **hub_kwargs) -> ProcessorMixin:
@@ -502,14 +519,6 @@ class RexOmni:
 def save_processor(processor: ProcessorMixin, directory: str | os.PathLike) -> None:
     """Save as the released checkpoint lays it out: tokenizer files + preprocessor_config.json
     naming `Qwen2_5_VLProcessor`, so stock `AutoProcessor` (with torchvision) loads it too."""
-    # Saving the processor itself (a Trainer does) stamps the image-only subclass on the tokenizer;
-    # the processor class belongs in preprocessor_config.json alone.
-    processor.tokenizer._set_processor_class(None)
-    processor.tokenizer.init_kwargs.pop("processor_class", None)
     processor.tokenizer.save_pretrained(directory)
     processor.image_processor.processor_class = "Qwen2_5_VLProcessor"
     processor.image_processor.save_pretrained(directory)
-    # A Trainer checkpoint also gets `processing_class.save_pretrained`, whose processor_config.json
-    # names the image-only subclass; AutoProcessor cannot resolve it and would return a bare
-    # tokenizer. The released layout has no such file.
-    (Path(directory) / "processor_config.json").unlink(missing_ok=True)
