@@ -381,8 +381,15 @@ class RexOmni:
     def save_pretrained(self, directory: str | os.PathLike) -> None:
         """Write model (safetensors), tokenizer and image processor: a directory that
         `from_pretrained` reads back with identical outputs."""
-        self.model.config.use_cache = True  # trainers switch the KV cache off; generation wants it
-        self.model.save_pretrained(directory, safe_serialization=True)
+        # Trainers switch the KV cache off; the saved checkpoint is for generation, which wants it.
+        # The live model keeps its setting (a trainer may still be using it).
+        live_use_cache = getattr(self.model.config, "use_cache", None)  # a fresh config has none
+        self.model.config.use_cache = True
+        try:
+            self.model.save_pretrained(directory, safe_serialization=True)
+        finally:
+            if live_use_cache is not None:
+                self.model.config.use_cache = live_use_cache
         save_processor(self.processor, directory)
 
     # ----------------------------------------------------------------------- prompts

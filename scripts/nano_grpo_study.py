@@ -102,7 +102,7 @@ def main() -> None:
     parser.add_argument("--splits", nargs="+", default=["normal", "dense", "few"])
     parser.add_argument("--count", type=int, default=200, help="test images per split")
     parser.add_argument("--test-root", type=Path, default=Path("runs/nano"),
-                        help="where the held-out test sets live (heldout-SPLIT, made when missing)")
+                        help="where the held-out test sets live (heldout-SPLIT-COUNT, made when missing)")
     parser.add_argument("--grpo-run", action="append", default=[], metavar="LABEL=DIR",
                         help="a GRPO output_dir whose reward to plot (repeat)")
     parser.add_argument("--out", type=Path, required=True)
@@ -112,7 +112,7 @@ def main() -> None:
     for label, directory in (_labelled(item) for item in args.model):
         model = RexOmni.from_pretrained(directory)
         for split in args.splits:
-            test_set = make_test_set(args.test_root / f"heldout-{split}-{args.count}", args.count, split)
+            test_set = make_test_set(args.test_root, split, args.count)
             metrics = evaluate_model(model, test_set, "detection", args.out / f"{label}-{split}", resume=False)
             rows.append({"model": label, "directory": directory, "split": split, "metrics": metrics})
             print(label, split, json.dumps({k: metrics[k] for k in COLUMNS}), flush=True)

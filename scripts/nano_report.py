@@ -1,8 +1,11 @@
 """Evaluate a Rex-Omni-nano checkpoint on a held-out nano-world test set and draw its model card
 figures (learning curve, sample predictions).
 
-    python scripts/nano_report.py --model /work/runs/nano/stage5/final \
-        --curve s1:300:/work/runs/nano/stage1/checkpoint-300 ... --out rexomni_core/assets/nano
+    python scripts/nano_report.py --model runs/nano/ladder7_square224/final \
+        --keep-curve --curve r7:18200:runs/nano/ladder7_square224/final ... --out rexomni_core/assets/nano
+
+The test sets live in `--test-root` as heldout-SPLIT-COUNT (made when missing; shared with
+scripts/nano_grpo_study.py).
 
 The test set is `rexomni data synth --world shapes --split normal --seed 90210` (seeds the training
 stream never draws: it derives scene seeds from (seed, index) through numpy's SeedSequence).
@@ -26,7 +29,9 @@ TASKS = ("detection", "pointing", "visual_prompting")
 HELDOUT_SEED = 90210
 
 
-def make_test_set(folder: Path, count: int, split: str = "normal") -> Path:
+def make_test_set(root: Path, split: str, count: int) -> Path:
+    """The held-out shapes test set `root/heldout-SPLIT-COUNT`, generated when missing."""
+    folder = root / f"heldout-{split}-{count}"
     if not (folder / "annotations.json").is_file():
         from rexomni_core.cli import main
 
@@ -115,7 +120,8 @@ def main() -> None:
         "--curve", nargs="*", default=[], metavar="STAGE:STEP:DIR",
         help="checkpoints for the learning curve: a label, the cumulative step, the directory",
     )
-    parser.add_argument("--test-set", type=Path, default=Path("/work/runs/nano/heldout"))
+    parser.add_argument("--test-root", type=Path, default=Path("runs/nano"),
+                        help="where the held-out test sets live (heldout-SPLIT-COUNT, made when missing)")
     parser.add_argument("--count", type=int, default=200, help="test images")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument(
@@ -141,20 +147,20 @@ def main() -> None:
         print(json.dumps(points[-1]), flush=True)
     if points:
         learning_curve(points, args.out / "learning_curve.png")
-    test_set = make_test_set(args.test_set, args.count)
+    test_set = make_test_set(args.test_root, "normal", args.count)
     model = RexOmni.from_pretrained(args.model)
     results = {"model": args.model, "test_set": f"shapes normal, seed {HELDOUT_SEED}, {args.count} images",
                "curve": points}
     for task in TASKS:
         # resume=False: a re-saved checkpoint keeps its folder name, so old answers would be reused.
         results[task] = evaluate_model(
-            model, test_set, task, args.test_set.parent / f"eval-{Path(args.model).name}-{task}", resume=False
+            model, test_set, task, args.test_root / f"eval-{Path(args.model).name}-{task}", resume=False
         )
         print(task, json.dumps(results[task]), flush=True)
-    easy_set = make_test_set(args.test_set.parent / f"{args.test_set.name}-{args.easy_split}", args.count, args.easy_split)
+    easy_set = make_test_set(args.test_root, args.easy_split, args.count)
     for task in ("detection", "pointing"):
         results[f"{args.easy_split}_{task}"] = evaluate_model(
-            model, easy_set, task, args.test_set.parent / f"eval-{Path(args.model).name}-{args.easy_split}-{task}",
+            model, easy_set, task, args.test_root / f"eval-{Path(args.model).name}-{args.easy_split}-{task}",
             resume=False,
         )
         print(args.easy_split, task, json.dumps(results[f"{args.easy_split}_{task}"]), flush=True)

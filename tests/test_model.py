@@ -101,6 +101,14 @@ def test_save_and_reload_give_identical_outputs(random_nano, tmp_path):
         assert torch.equal(tensor, RexOmni.from_pretrained(tmp_path).model.state_dict()[name]), name
 
 
+def test_a_checkpoint_saved_mid_training_generates_with_the_kv_cache(random_nano, tmp_path):
+    model = RexOmni.from_pretrained(random_nano)
+    model.model.config.use_cache = False  # what a Trainer does while it trains
+    model.save_pretrained(tmp_path)
+    assert json.loads((tmp_path / "config.json").read_text())["use_cache"] is True
+    assert model.model.config.use_cache is False  # the training run keeps its own setting
+
+
 def test_square_view_resizes_every_image_and_survives_save_and_load(random_nano, tmp_path):
     model = RexOmni.from_pretrained(random_nano)
     wide = Image.new("RGB", (300, 120), (20, 20, 20))

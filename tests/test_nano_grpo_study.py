@@ -36,6 +36,8 @@ def test_study_tabulates_every_model_and_split_and_plots_the_reward(tmp_path, mo
     table = (out / "study.md").read_text().splitlines()
     assert len(table) == 2 + len(rows) and "duplicates (IoU≥0.95)" in table[0]
     assert (out / "reward.png").stat().st_size > 1000
+    # nano_report.py reads and writes the same held-out sets (one folder per split and size).
+    assert sorted(p.name for p in (tmp_path / "sets").iterdir()) == ["heldout-dense-2", "heldout-few-2"]
 
 
 def test_a_run_without_a_log_is_a_clear_error(tmp_path):
