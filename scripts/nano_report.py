@@ -1,8 +1,8 @@
 """Evaluate a Rex-Omni-nano checkpoint on a held-out nano-world test set and draw its model card
 figures (learning curve, sample predictions).
 
-    python scripts/nano_report.py --model runs/nano/ladder7_square224/final \
-        --keep-curve --curve r7:18200:runs/nano/ladder7_square224/final ... --out rexomni_core/assets/nano
+    python scripts/nano_report.py --model rexomni_core/assets/nano \
+        --keep-curve --curve grpo+600:13200:runs/nano/grpo_v2_more/final --out rexomni_core/assets/nano
 
 The test sets live in `--test-root` as heldout-SPLIT-COUNT (made when missing; shared with
 scripts/nano_grpo_study.py).
