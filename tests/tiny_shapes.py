@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import random
+import time
 from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
@@ -65,12 +66,16 @@ class TinyShapes:
         sizes: tuple[int, int] = (112, 112),
         categories: list[str] | None = None,
         max_absent: int = 2,
+        delay: float = 0.0,
     ):
+        """`delay`: seconds each item takes, so a resume test can kill a run between two
+        checkpoints before it ends."""
         self.seed, self.tasks, self.max_objects = seed, tuple(tasks), max_objects
         self.sizes, self.categories = tuple(sizes), categories or CATEGORIES
-        self.max_absent = max_absent
+        self.max_absent, self.delay = max_absent, delay
 
     def __getitem__(self, index: int) -> TinyConversation:
+        time.sleep(self.delay)
         rng = random.Random(self.seed * 1_000_003 + index)
         width, height = rng.randint(*self.sizes), rng.randint(*self.sizes)
         image = Image.new("RGB", (width, height), (20, 20, 20))

@@ -1,5 +1,10 @@
 """What SFT and GRPO share: checkpoints that are complete Rex-Omni directories, resuming from
-the newest one, LoRA on the language model, and the final save."""
+the newest one with its weights, LoRA on the language model, and the final save.
+
+Both trainers get the processor as `processing_class`, so the Trainer writes it into each
+checkpoint before `trainer_state.json`, the file written last: a checkpoint with that file is
+complete, whenever the run was killed.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +12,36 @@ import json
 import re
 from pathlib import Path
 
-from transformers import TrainerCallback
-
-from ..model import RexOmni, save_processor
+from ..model import RexOmni
 from .configs import LoraSettings
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
 
 
-class SaveRexOmniFiles(TrainerCallback):
-    """Make every checkpoint a complete Rex-Omni directory (tokenizer + image processor)."""
+class ResumeWithWeights:
+    """Trainer mixin: resuming loads the checkpoint's weights into the model being trained.
 
-    def __init__(self, processor):
-        self.processor = processor
+    The Trainer's own loading reads `model.safetensors` with `load_state_dict(strict=False)`,
+    but Qwen2.5-VL checkpoints are saved under the released key names (`model.layers.*`,
+    `visual.*`) that only `from_pretrained` maps onto the live modules (`model.language_model.*`,
+    `model.visual.*`). Every key missed, and a resumed run silently went on from its starting
+    weights. Here the checkpoint is read by `from_pretrained` and copied in strictly, so a
+    mismatch is an error. LoRA adapters (peft's own files) and sharded FSDP/DeepSpeed states keep
+    the Trainer's loading, which reads them correctly.
+    """
 
-    def on_save(self, args, state, control, **kwargs):
-        save_processor(self.processor, Path(args.output_dir) / f"checkpoint-{state.global_step}")
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        live = self.accelerator.unwrap_model(model if model is not None else self.model)
+        if hasattr(live, "peft_config") or self.is_fsdp_enabled or self.is_deepspeed_enabled:
+            return super()._load_from_checkpoint(resume_from_checkpoint, model)
+        load_weights(live, resume_from_checkpoint)
+
+
+def load_weights(model, checkpoint: str | Path) -> None:
+    """Copy the weights of a saved checkpoint into `model` (same architecture), strictly."""
+    first = next(model.parameters())
+    saved = type(model).from_pretrained(checkpoint, dtype=first.dtype, use_safetensors=True)
+    model.load_state_dict(saved.state_dict(), strict=True)
 
 
 def latest_checkpoint(output_dir: str | Path) -> Path | None:

@@ -94,7 +94,7 @@ def train_grpo(config: GRPOConfig, callbacks: Sequence = (), extra_rewards: Sequ
     from trl import GRPOTrainer
 
     from ..model import RexOmni
-    from .common import SaveRexOmniFiles, apply_lora, latest_checkpoint, save_final
+    from .common import ResumeWithWeights, apply_lora, latest_checkpoint, save_final
 
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -120,13 +120,16 @@ def train_grpo(config: GRPOConfig, callbacks: Sequence = (), extra_rewards: Sequ
         use_cpu=not torch.cuda.is_available(),
         report_to=config.report_to,
     )
-    trainer = GRPOTrainer(
+    class RexOmniGRPOTrainer(ResumeWithWeights, GRPOTrainer):
+        pass
+
+    trainer = RexOmniGRPOTrainer(
         model=apply_lora(rexomni.model.train(), config.lora),
         reward_funcs=[rewards.geometry, rewards.format, *extra_rewards],
         args=args,
         train_dataset=Dataset.from_list(prompt_rows(config, rexomni.view)),
-        processing_class=rexomni.processor,
-        callbacks=[SaveRexOmniFiles(rexomni.processor), *callbacks],
+        processing_class=rexomni.processor,  # saved into every checkpoint (train/common.py)
+        callbacks=list(callbacks),
     )
     resume = latest_checkpoint(output_dir) if config.resume else None
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)

@@ -25,7 +25,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 from ..coords import NUM_BINS
 from ..grammar import IM_END
 from ..model import RexOmni, build_nano, load_image
-from .common import SaveRexOmniFiles, apply_lora, latest_checkpoint, save_final
+from .common import ResumeWithWeights, apply_lora, latest_checkpoint, save_final
 from .configs import NANO_INIT, SFTConfig
 
 IGNORE_INDEX = -100
@@ -164,7 +164,7 @@ def attention_grounding_loss(
     return torch.cat(losses).mean()
 
 
-class RexOmniTrainer(Trainer):
+class RexOmniTrainer(ResumeWithWeights, Trainer):
     def __init__(
         self,
         *args,
@@ -292,13 +292,14 @@ def train_sft(config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()) -> P
         args=args,
         train_dataset=dataset,
         data_collator=SFTCollator(rexomni),
+        processing_class=rexomni.processor,  # saved into every checkpoint (train/common.py)
         coordinate_ids=torch.tensor(rexomni.coordinate_ids),
         sigma=config.coordinate_sigma,
         radius=config.coordinate_radius,
         grounding_weight=config.attention_grounding,
         grounding_layers=grounding_layers,
         spacer_ids=spacer_token_ids(rexomni.tokenizer) if config.attention_grounding > 0 else frozenset(),
-        callbacks=[SaveRexOmniFiles(rexomni.processor), *callbacks],
+        callbacks=list(callbacks),
     )
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     return save_final(model, rexomni.processor, output_dir, trainer.state.log_history, config.lora)
