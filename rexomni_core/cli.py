@@ -12,6 +12,8 @@ import argparse
 import importlib
 import sys
 
+from .errors import InputError
+
 # Modules whose `register(subparsers)` adds commands, in the order they appear in `--help`.
 COMMAND_MODULES = [
     "rexomni_core.grammar_cli",
@@ -39,9 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as error:
+    except InputError as error:
         # Bad input is the user's to fix: a one-line message, not a traceback.
-        print(f"rexomni {args.command}: error: {error}", file=sys.stderr)
+        message = " ".join(str(error).split())
+        print(f"rexomni {args.command}: error: {message}", file=sys.stderr)
         return 2
 
 

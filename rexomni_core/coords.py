@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import re
 from typing import Iterable, Sequence
+from .errors import InputError
 
 NUM_BINS = 1000
 MAX_BIN = NUM_BINS - 1
@@ -27,14 +28,14 @@ _TOKEN = re.compile(r"<(\d+)>")
 
 def check_decoder(decode: str) -> str:
     if decode not in DECODERS:
-        raise ValueError(f"decode must be one of {DECODERS}, got {decode!r}")
+        raise InputError(f"decode must be one of {DECODERS}, got {decode!r}")
     return decode
 
 
 def check_size(width: float, height: float) -> None:
     for name, value in (("width", width), ("height", height)):
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise ValueError(f"image {name} must be a positive number, got {value!r}")
+            raise InputError(f"image {name} must be a positive number, got {value!r}")
 
 
 def quantize(value: float, size: float) -> int:
@@ -49,7 +50,7 @@ def dequantize(bin_index: int, size: float, decode: str = "center") -> float:
         return bin_index / MAX_BIN * size
     if decode == "center":
         return min((bin_index + 0.5) / MAX_BIN * size, float(size))
-    raise ValueError(f"decode must be one of {DECODERS}, got {decode!r}")
+    raise InputError(f"decode must be one of {DECODERS}, got {decode!r}")
 
 
 def quantize_xy(coords: Sequence[float], width: float, height: float) -> list[int]:
@@ -66,7 +67,7 @@ def dequantize_xy(
 
 def coordinate_token(bin_index: int) -> str:
     if not 0 <= bin_index <= MAX_BIN:
-        raise ValueError(f"a coordinate bin is in 0..{MAX_BIN}, got {bin_index}")
+        raise InputError(f"a coordinate bin is in 0..{MAX_BIN}, got {bin_index}")
     return f"<{bin_index}>"
 
 
@@ -76,8 +77,15 @@ def tokens_text(bins: Iterable[int]) -> str:
 
 
 def bins_in(text: str) -> list[int]:
-    """Every `<k>` number in `text`, in order (range is not checked here)."""
-    return [int(m) for m in _TOKEN.findall(text)]
+    """Every `<k>` number in `text`, in order. Range is not checked here, but a number above the
+    last bin reads as NUM_BINS whatever its size: its exact value never matters, and int() of a
+    long digit string costs quadratic time (Python refuses it past 4 300 digits)."""
+    return [_bin_value(digits) for digits in _TOKEN.findall(text)]
+
+
+def _bin_value(digits: str) -> int:
+    significant = digits.lstrip("0") or "0"
+    return int(significant) if len(significant) <= len(str(MAX_BIN)) else NUM_BINS
 
 
 def roundtrip_xy(

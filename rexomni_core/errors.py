@@ -24,3 +24,7 @@ def where(file: object = None, record: object = None, field: str | None = None) 
     if field is not None:
         parts.append(f"field {field!r}")
     return ", ".join(parts) or "input"
+
+
+class MissingInputError(InputError, FileNotFoundError):
+    """A file or folder the user named does not exist (also a `FileNotFoundError`)."""

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from transformers import (
     AutoProcessor,
     LogitsProcessor,
@@ -29,20 +29,17 @@ from transformers import (
 from transformers.processing_utils import ProcessorMixin
 
 from .grammar import BOX_END, BOX_START, IM_END, parse
+from .images import load_image
 from .regions import Prediction
 from .tasks import MAX_PIXELS, MIN_PIXELS, SYSTEM_PROMPT, build_prompt
 from .tokenizer import check_coordinate_tokens, coordinate_token_ids
+from .errors import InputError, MissingInputError
 
 NANO_DIR = Path(__file__).parent / "assets" / "nano"
 RELEASED_MODEL_ID = "IDEA-Research/Rex-Omni"
 # Nano reads at most 224x224 pixels (64 visual tokens): the nano world's 160-384 px images lose
 # little, and training on one shared CPU core is ~2x faster than at native size.
 NANO_MAX_PIXELS = 224 * 224
-
-# Images outside these bounds are refused: a side this large is a mistake (or a decompression
-# bomb), and Qwen's smart resize cannot keep an aspect ratio beyond 200.
-MAX_IMAGE_SIDE = 16384
-MAX_ASPECT_RATIO = 200
 
 # The released demo's decoding: greedy with a light repetition penalty, stop at <|im_end|>.
 # max_new_tokens: the checkpoint's generation_config.json may set a tighter cap (nano: 512).
@@ -139,7 +136,7 @@ def load_processor(name_or_path: str | os.PathLike, **hub_kwargs) -> ProcessorMi
             raise
         processor = ImageOnlyQwen2_5_VLProcessor.from_pretrained(name_or_path, **hub_kwargs)
     if not (hasattr(processor, "image_processor") and hasattr(processor, "tokenizer")):
-        raise ValueError(
+        raise InputError(
             f"{name_or_path}: AutoProcessor returned a {type(processor).__name__}, not an image + "
             "text processor. A Rex-Omni checkpoint needs preprocessor_config.json (a Qwen2-VL "
             'image processor, "processor_class": "Qwen2_5_VLProcessor") beside its tokenizer.'
@@ -147,51 +144,6 @@ def load_processor(name_or_path: str | os.PathLike, **hub_kwargs) -> ProcessorMi
     # Batched generation appends new tokens on the right, so prompts are padded on the left.
     processor.tokenizer.padding_side = "left"
     return processor
-
-
-# --------------------------------------------------------------------------- images
-
-
-def load_image(image: Image.Image | np.ndarray | str | os.PathLike) -> Image.Image:
-    """A PIL RGB image from a PIL image, an (H, W[, C]) uint8 array or a path.
-
-    EXIF orientation is applied (coordinates then refer to the image as a viewer shows it);
-    RGBA is composited on white, greyscale, palette and CMYK are converted; absurd sizes refused.
-    """
-    if isinstance(image, (str, os.PathLike)):
-        if not Path(image).is_file():
-            raise FileNotFoundError(f"no image at {image}")
-        with Image.open(image) as opened:
-            _check_size(*opened.size, source=str(image))  # from the header, before decoding
-            image = opened.copy()
-    elif isinstance(image, np.ndarray):
-        array = image
-        if array.dtype != np.uint8:
-            raise ValueError(f"a numpy image must be uint8 (H, W) or (H, W, 3|4), got {array.dtype}")
-        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[2] not in (1, 3, 4)):
-            raise ValueError(f"a numpy image must be (H, W) or (H, W, 3|4), got shape {array.shape}")
-        image = Image.fromarray(array.squeeze(-1) if array.ndim == 3 and array.shape[2] == 1 else array)
-    elif not isinstance(image, Image.Image):
-        raise ValueError(f"an image is a PIL image, a numpy array or a path, got {type(image).__name__}")
-    image = ImageOps.exif_transpose(image)
-    _check_size(*image.size, source="image")
-    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        image = Image.alpha_composite(background, rgba)
-    return image.convert("RGB")
-
-
-def _check_size(width: int, height: int, source: str) -> None:
-    if width < 1 or height < 1 or max(width, height) > MAX_IMAGE_SIDE:
-        raise ValueError(
-            f"{source} is {width}x{height}; sides must be between 1 and {MAX_IMAGE_SIDE} pixels"
-        )
-    if max(width, height) / min(width, height) > MAX_ASPECT_RATIO:
-        raise ValueError(
-            f"{source} is {width}x{height}; an aspect ratio above {MAX_ASPECT_RATIO} cannot be "
-            "resized for the vision encoder (crop or pad it first)"
-        )
 
 
 # --------------------------------------------------------------------------- device
@@ -312,7 +264,7 @@ class RexOmni:
     @square_side.setter
     def square_side(self, side: int | None) -> None:
         if side is not None and not (isinstance(side, int) and side >= 28):
-            raise ValueError(f"square_side must be an integer ≥ 28 (one merged image token) or None, got {side!r}")
+            raise InputError(f"square_side must be an integer ≥ 28 (one merged image token) or None, got {side!r}")
         setattr(self.model.config, SQUARE_SIDE_KEY, side)
 
     @property
@@ -347,9 +299,9 @@ class RexOmni:
         # A hub id is "namespace/name": anything with more slashes, or absolute, is a local path.
         looks_local = Path(source).is_absolute() or text.startswith((".", "~")) or text.count("/") > 1
         if not Path(source).exists() and looks_local:
-            raise FileNotFoundError(f"no checkpoint directory at {text}")
+            raise MissingInputError(f"no checkpoint directory at {text}")
         if name_or_path is None and not (NANO_DIR / "model.safetensors").is_file():
-            raise FileNotFoundError(
+            raise MissingInputError(
                 f"the embedded nano checkpoint is missing from {NANO_DIR} (a broken install?)"
             )
         device = torch.device(device) if device is not None else default_device()
@@ -471,6 +423,7 @@ class RexOmni:
         eos = self.tokenizer.convert_tokens_to_ids(IM_END)
         start = time.perf_counter()
         inputs = self.encode([r.image for r in requests], [self.chat_text(r.prompt) for r in requests])
+        self._check_positions(inputs["input_ids"].shape[1], settings["max_new_tokens"])
         inputs = inputs.to(self.device)
         with torch.inference_mode():
             output = self.model.generate(
@@ -493,11 +446,22 @@ class RexOmni:
             predictions.append(prediction)
         return predictions
 
+    def _check_positions(self, prompt_tokens: int, max_new_tokens: int) -> None:
+        """Refuse a prompt whose answer could run past the model's positions (nano has 4 096):
+        beyond them generation would go on with positions the model never saw, silently."""
+        limit = self.model.config.text_config.max_position_embeddings
+        if prompt_tokens + max_new_tokens > limit:
+            raise InputError(
+                f"the prompt is {prompt_tokens} tokens (image and categories); with up to {max_new_tokens} "
+                f"answer tokens that exceeds this model's {limit} positions: ask fewer or shorter categories "
+                "per prompt, or lower max_new_tokens"
+            )
+
     def _requests(self, images, task, categories, keypoint_type, visual_prompt_boxes) -> list[Request]:
         if isinstance(images, (str, os.PathLike, Image.Image, np.ndarray)):
-            raise ValueError("predict_batch takes a list of images; use predict for one image")
+            raise InputError("predict_batch takes a list of images; use predict for one image")
         if not images:
-            raise ValueError("predict_batch needs at least one image")
+            raise InputError("predict_batch needs at least one image")
         per_image = (
             categories is not None
             and not isinstance(categories, str)
@@ -505,9 +469,9 @@ class RexOmni:
             and all(isinstance(c, (list, tuple)) for c in categories)
         )
         if per_image and len(categories) != len(images):
-            raise ValueError(f"{len(categories)} category lists for {len(images)} images")
+            raise InputError(f"{len(categories)} category lists for {len(images)} images")
         if visual_prompt_boxes is not None and len(visual_prompt_boxes) != len(images):
-            raise ValueError(f"{len(visual_prompt_boxes)} visual prompts for {len(images)} images")
+            raise InputError(f"{len(visual_prompt_boxes)} visual prompts for {len(images)} images")
         requests = []
         for i, image in enumerate(images):
             pil = load_image(image)

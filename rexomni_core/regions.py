@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Iterable, Mapping, Sequence, Union
+from .errors import InputError
 
 
 @dataclass
@@ -183,7 +184,7 @@ class Prediction:
             class_ids.setdefault(r.phrase, len(class_ids))
         if kinds & {"point", "keypoints"}:
             if kinds - {"point", "keypoints"} or kinds == {"point", "keypoints"}:
-                raise ValueError(
+                raise InputError(
                     f"to_supervision() needs one family of regions, got {sorted(kinds)}"
                 )
             return _keypoints_to_supervision(self.regions, class_ids, np, sv)
@@ -218,10 +219,10 @@ class Prediction:
         (`unknown="skip"`).
         """
         if unknown not in ("error", "skip"):
-            raise ValueError(f"unknown must be 'error' or 'skip', got {unknown!r}")
+            raise InputError(f"unknown must be 'error' or 'skip', got {unknown!r}")
         missing = sorted({r.phrase for r in self.regions} - set(category_ids))
         if missing and unknown == "error":
-            raise ValueError(
+            raise InputError(
                 f"phrases without a category id: {missing}; pass them in category_ids "
                 "or use unknown='skip'"
             )
@@ -266,7 +267,7 @@ def region_from_dict(record: Mapping[str, Any]) -> Region:
         return Keypoints(coords=record["coords"], box=record.get("box"), instance_id=record.get("instance_id"), **common)
     kinds = {"box": Box, "point": Point, "polygon": Polygon}
     if record["kind"] not in kinds:
-        raise ValueError(f"unknown region kind {record['kind']!r}; expected box, point, polygon or keypoints")
+        raise InputError(f"unknown region kind {record['kind']!r}; expected box, point, polygon or keypoints")
     return kinds[record["kind"]](coords=list(record["coords"]), **common)
 
 
@@ -302,7 +303,7 @@ def _keypoints_to_supervision(regions: Sequence[Region], class_ids, np, sv):
     else:
         names = [list(r.coords) for r in regions]
         if any(n != names[0] for n in names):
-            raise ValueError("to_supervision() needs every keypoint instance to name the same keypoints")
+            raise InputError("to_supervision() needs every keypoint instance to name the same keypoints")
         xy = np.array(
             [[xy if xy is not None else [0.0, 0.0] for xy in r.coords.values()] for r in regions],
             dtype=np.float32,

@@ -16,10 +16,12 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
 from .coords import check_size, quantize_xy, tokens_text
+from .errors import InputError
 
 SYSTEM_PROMPT = "You are a helpful assistant"
 
@@ -28,6 +30,15 @@ MIN_PIXELS = 16 * 28 * 28
 MAX_PIXELS = 2560 * 28 * 28
 
 RELEASED_GUI_GROUNDING_TEMPLATE = 'Detect element "{categories}"" in the image.'
+
+# Bounds on what a user may ask in one prompt: a phrase is a name or a short description (a
+# 10 000-character "category" once held the app's only worker for most of a minute), and a COCO-
+# or LVIS-sized list is asked in chunks, not in one prompt that overflows the model's positions.
+MAX_CATEGORIES = 256
+MAX_PHRASE_CHARS = 256
+# Text the tokenizer would read as a control or coordinate token (`<|im_end|>`, `<|box_start|>`,
+# `<12>`, `<tool_call>`): inside a phrase it would rewrite the chat structure of the prompt.
+_CONTROL_TEXT = re.compile(r"<\|?/?\w+\|?>")
 
 
 @dataclass(frozen=True)
@@ -179,7 +190,7 @@ def get_task(task: str) -> Task:
     try:
         return TASKS[task]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown task {task!r}; known tasks: {', '.join(TASKS)}") from None
+        raise InputError(f"unknown task {task!r}; known tasks: {', '.join(TASKS)}") from None
 
 
 def normalize_categories(categories: str | Sequence[str] | None) -> list[str] | None:
@@ -188,10 +199,24 @@ def normalize_categories(categories: str | Sequence[str] | None) -> list[str] | 
         return None
     if isinstance(categories, str):
         categories = [categories]
+    if len(categories) > MAX_CATEGORIES:
+        raise InputError(
+            f"{len(categories)} categories in one prompt; at most {MAX_CATEGORIES} (ask in several prompts)"
+        )
     phrases = []
     for i, phrase in enumerate(categories):
         if not isinstance(phrase, str) or not phrase.strip():
-            raise ValueError(f"categories[{i}] must be a non-empty string, got {phrase!r}")
+            raise InputError(f"categories[{i}] must be a non-empty string, got {phrase!r}")
+        if len(phrase) > MAX_PHRASE_CHARS:
+            raise InputError(
+                f"categories[{i}] is {len(phrase)} characters long; a phrase has at most {MAX_PHRASE_CHARS}"
+            )
+        control = _CONTROL_TEXT.search(phrase)
+        if control:
+            raise InputError(
+                f"categories[{i}] = {phrase[:60]!r} holds {control.group()!r}, which the model reads as a "
+                "control or coordinate token; remove it"
+            )
         phrases.append(phrase.strip())
     return phrases or None
 
@@ -205,7 +230,7 @@ def keypoint_names(keypoint_type: str) -> tuple[str, ...]:
     try:
         return KEYPOINT_SCHEMAS[keypoint_type]
     except (KeyError, TypeError):
-        raise ValueError(
+        raise InputError(
             f"unknown keypoint type {keypoint_type!r}; known types: {', '.join(KEYPOINT_SCHEMAS)}"
         ) from None
 
@@ -217,7 +242,7 @@ def visual_prompt_text(boxes: Sequence[Sequence[float]], width: float, height: f
     """
     check_size(width, height)
     if isinstance(boxes, (str, bytes)) or not isinstance(boxes, Sequence) or not boxes:
-        raise ValueError("visual_prompt_boxes must be a non-empty list of [x0, y0, x1, y1] boxes")
+        raise InputError("visual_prompt_boxes must be a non-empty list of [x0, y0, x1, y1] boxes")
     tokens = []
     for i, box in enumerate(boxes):
         if (
@@ -226,16 +251,16 @@ def visual_prompt_text(boxes: Sequence[Sequence[float]], width: float, height: f
             or len(box) != 4
             or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in box)
         ):
-            raise ValueError(
+            raise InputError(
                 f"visual_prompt_boxes[{i}] must be 4 finite numbers [x0, y0, x1, y1], got {box!r}"
             )
         x0, y0, x1, y1 = box
         if not (x1 > x0 and y1 > y0):
-            raise ValueError(
+            raise InputError(
                 f"visual_prompt_boxes[{i}] = {list(box)} has no area: need x1 > x0 and y1 > y0"
             )
         if x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
-            raise ValueError(
+            raise InputError(
                 f"visual_prompt_boxes[{i}] = {list(box)} lies outside the {width}x{height} image"
             )
         tokens.append(tokens_text(quantize_xy(box, width, height)))
@@ -260,16 +285,16 @@ def build_prompt(
     phrases = normalize_categories(categories)
     if spec.needs_visual_prompt:
         if visual_prompt_boxes is None:
-            raise ValueError(f"task {task!r} needs visual_prompt_boxes (reference boxes in pixels)")
+            raise InputError(f"task {task!r} needs visual_prompt_boxes (reference boxes in pixels)")
         if width is None or height is None:
-            raise ValueError(f"task {task!r} needs the image width and height to encode its boxes")
+            raise InputError(f"task {task!r} needs the image width and height to encode its boxes")
         return template.format(visual_prompt=visual_prompt_text(visual_prompt_boxes, width, height))
     if spec.needs_categories and phrases is None:
         hint = f" (one of {list(OCR_GRANULARITIES)})" if spec.ocr else ""
-        raise ValueError(f"task {task!r} needs categories{hint}")
+        raise InputError(f"task {task!r} needs categories{hint}")
     if spec.needs_keypoint_type:
         if keypoint_type is None:
-            raise ValueError(f"task {task!r} needs a keypoint_type ({', '.join(KEYPOINT_SCHEMAS)})")
+            raise InputError(f"task {task!r} needs a keypoint_type ({', '.join(KEYPOINT_SCHEMAS)})")
         names = keypoint_names(keypoint_type)
         return template.format(categories=", ".join(phrases), keypoints=", ".join(names))
     return template.format(categories=", ".join(phrases) if phrases else "objects")

@@ -6,6 +6,8 @@ from hypothesis import strategies as st
 
 from rexomni_core.coords import (
     MAX_BIN,
+    NUM_BINS,
+    bins_in,
     dequantize,
     quantize,
     roundtrip_xy,
@@ -97,3 +99,10 @@ def test_iou_ceiling_of_both_decoders_on_random_boxes():
     assert official_small < 0.5
     assert center_all == pytest.approx(0.93, abs=0.05)
     assert center_small > official_small + 0.3
+
+
+def test_bins_in_reads_numbers_too_long_for_a_bin_as_out_of_range_without_raising():
+    assert bins_in("<0><7><007><999>") == [0, 7, 7, 999]
+    assert bins_in("<1000><12345>") == [NUM_BINS, NUM_BINS]
+    long_number = "1" * 5000  # Python refuses int() of a string of over 4300 digits
+    assert bins_in(f"<5><{long_number}><{'0' * 5000}6>") == [5, NUM_BINS, 6]

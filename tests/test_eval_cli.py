@@ -8,8 +8,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from rexomni_core import cli as dispatcher
+from rexomni_core import parse
 from rexomni_core.cli import main
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -79,6 +81,8 @@ def test_malformed_json_names_file_and_position(files, capsys):
     [
         ({"image_id": 9, "category_id": 1, "bbox": [0, 0, 1, 1]}, "image_id", "unknown image id 9"),
         ({"image_id": 1, "category_id": 5, "bbox": [0, 0, 1, 1]}, "category_id", "unknown category id 5"),
+        ({"image_id": True, "category_id": 1, "bbox": [0, 0, 1, 1]}, "image_id", "expected an integer image id, got True"),
+        ({"image_id": 1, "category_id": True, "bbox": [0, 0, 1, 1]}, "category_id", "expected an integer category id, got True"),
         ({"image_id": 1, "category_id": 1, "bbox": [0, 0, -3, 1]}, "bbox", "width and height >= 0"),
         ({"image_id": 1, "category_id": 1, "bbox": [0, 0, float("nan"), 1]}, "bbox", "finite"),
         ({"image_id": 1, "category_id": 1}, "bbox", "missing"),
@@ -121,3 +125,70 @@ def test_process_entry_point_runs_without_heavy_imports(files):
     )
     assert done.returncode == 0, done.stderr
     assert "HEAVY []" in done.stdout
+
+
+# ---------------------------------------------------------------- eval run
+
+
+class BlankModel:
+    """Stands in for a loaded checkpoint: answers nothing, fast."""
+
+    loaded: list = []
+
+    @classmethod
+    def from_pretrained(cls, source):
+        cls.loaded.append(source)
+        return cls()
+
+    def predict(self, image, task="detection", categories=None, visual_prompt_boxes=None):
+        return parse("", 100, 100, task=task)
+
+
+@pytest.fixture
+def run_eval(tmp_path, monkeypatch, capsys):
+    """`rexomni eval run` on a two-image dataset, with checkpoints `a` and `b` (weights differ)."""
+    import types
+
+    monkeypatch.setitem(sys.modules, "rexomni_core.model", types.SimpleNamespace(RexOmni=BlankModel, NANO_DIR=tmp_path / "nano"))
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    gt = json.loads(json.dumps(GT))
+    for image in gt["images"]:
+        image["file_name"] = f"{image['id']}.png"
+        Image.new("RGB", (100, 100)).save(data / "images" / image["file_name"])
+    (data / "annotations.json").write_text(json.dumps(gt))
+    for name, weights in (("a", b"weights of a"), ("b", b"other weights")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.safetensors").write_bytes(weights)
+
+    def run_with(*extra):
+        argv = ["eval", "run", "--data", str(data), "--task", "detection", "--out", str(tmp_path / "out"), "--json", *extra]
+        return run(argv, capsys)
+
+    return run_with
+
+
+def test_eval_run_refuses_answers_of_another_checkpoint(run_eval, tmp_path):
+    assert run_eval("--model", str(tmp_path / "a"))[0] == 0
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["model"].startswith(str((tmp_path / "a").resolve()))
+    assert run_eval("--model", str(tmp_path / "a"))[0] == 0  # the same checkpoint resumes
+    code, out, err = run_eval("--model", str(tmp_path / "b"))
+    assert code == 2 and out == ""
+    assert "answers.jsonl: these answers are of another run (other model" in err and "--restart" in err
+    assert run_eval("--model", str(tmp_path / "b"), "--restart")[0] == 0
+
+
+def test_eval_run_refuses_answers_of_a_checkpoint_saved_again_under_its_name(run_eval, tmp_path):
+    assert run_eval("--model", str(tmp_path / "a"))[0] == 0
+    (tmp_path / "a" / "model.safetensors").write_bytes(b"retrained weights")
+    code, _, err = run_eval("--model", str(tmp_path / "a"))
+    assert code == 2 and "other model" in err
+
+
+def test_eval_run_names_the_embedded_checkpoint_and_hub_ids(run_eval, tmp_path):
+    (tmp_path / "nano").mkdir()
+    (tmp_path / "nano" / "model.safetensors").write_bytes(b"nano")
+    assert run_eval()[0] == 0
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["model"].startswith(str((tmp_path / "nano").resolve()))
+    assert run_eval("--model", "IDEA-Research/Rex-Omni", "--restart")[0] == 0
+    assert json.loads((tmp_path / "out" / "run.json").read_text())["model"] == "IDEA-Research/Rex-Omni"

@@ -1,12 +1,14 @@
 """`eval run`: predict a dataset, then score; checked with a stand-in model that reads the truth."""
 
 import json
+import re
 
 import pytest
 from PIL import Image
 
 from rexomni_core import Box, Keypoints, Point, Polygon, parse, serialize
 from rexomni_core.grammar import serialize_keypoints
+from rexomni_core.errors import InputError
 from rexomni_core.eval.run import build_queries, evaluate_model, find_dataset
 
 GT = {
@@ -165,3 +167,157 @@ def test_region_tasks_score_a_perfect_answer_as_one(tmp_path, world, task, key):
     metrics = evaluate_model(AnnotationModel(payload), tmp_path / "data", task, tmp_path / "out")
     assert metrics[key] == pytest.approx(1.0)
     assert metrics["well_formed"] == 1.0
+
+
+# ---------------------------------------------------------------- reusing an output folder
+
+
+def _other_dataset(tmp_path):
+    """Same image names as `dataset`, other annotations: answers for one are wrong for the other."""
+    other = json.loads(json.dumps(GT))
+    for annotation in other["annotations"]:
+        annotation["bbox"] = [b + 5 for b in annotation["bbox"]]
+    folder = tmp_path / "other"
+    (folder / "images").mkdir(parents=True)
+    for image in other["images"]:
+        Image.new("RGB", (200, 100)).save(folder / "images" / image["file_name"])
+    (folder / "annotations.json").write_text(json.dumps(other))
+    return folder
+
+
+def test_answers_of_another_dataset_are_not_reused(dataset, tmp_path):
+    out, other = tmp_path / "out", _other_dataset(tmp_path)
+    evaluate_model(TruthModel(), dataset, "detection", out)
+    kept = (out / "answers.jsonl").read_bytes()
+    with pytest.raises(InputError, match=r"answers\.jsonl.*other dataset.*--restart"):
+        evaluate_model(TruthModel(), other, "detection", out)
+    assert (out / "answers.jsonl").read_bytes() == kept  # refused, and nothing lost
+    # Asked afresh, the other dataset gets its real score (TruthModel answers with `dataset`'s boxes).
+    metrics = evaluate_model(TruthModel(), other, "detection", out, resume=False)
+    assert 0 < metrics["f1@0.5"] < 1
+
+
+@pytest.mark.parametrize("change", ["model", "categories", "generation"])
+def test_answers_of_another_model_or_setting_are_not_reused(dataset, tmp_path, change):
+    class SettingsModel(TruthModel):
+        def predict(self, image, task="detection", categories=None, visual_prompt_boxes=None, **generation):
+            return super().predict(image, task, categories, visual_prompt_boxes)
+
+    out = tmp_path / "out"
+    evaluate_model(SettingsModel(), dataset, "detection", out, model_fingerprint="checkpoint A")
+    other = {"model": dict(model_fingerprint="checkpoint B"),
+             "categories": dict(model_fingerprint="checkpoint A", categories="all"),
+             "generation": dict(model_fingerprint="checkpoint A", max_new_tokens=7)}[change]
+    with pytest.raises(InputError, match=f"other {change}.*--restart.*--out"):
+        evaluate_model(SettingsModel(), dataset, "detection", out, **other)
+    model = SettingsModel()
+    evaluate_model(model, dataset, "detection", out, model_fingerprint="checkpoint A")
+    assert model.calls == 0  # the same run resumes
+
+
+def test_a_model_names_itself_through_its_fingerprint(dataset, tmp_path):
+    first, second = TruthModel(), TruthModel()
+    first.fingerprint, second.fingerprint = "weights 1", "weights 2"
+    evaluate_model(first, dataset, "detection", tmp_path / "out")
+    with pytest.raises(InputError, match="other model"):
+        evaluate_model(second, dataset, "detection", tmp_path / "out")
+
+
+def test_answers_without_a_run_record_are_not_reused(dataset, tmp_path):
+    out = tmp_path / "out"
+    evaluate_model(TruthModel(), dataset, "detection", out)
+    (out / "run.json").unlink()  # as an older version left its folders
+    with pytest.raises(InputError, match="no run.json.*--restart"):
+        evaluate_model(TruthModel(), dataset, "detection", out)
+
+
+# ---------------------------------------------------------------- damaged answers.jsonl
+
+
+def test_a_torn_last_answer_is_asked_again_on_a_fresh_line(dataset, tmp_path, capsys):
+    model, out = TruthModel(), tmp_path / "out"
+    evaluate_model(model, dataset, "detection", out)
+    answers = out / "answers.jsonl"
+    lines = answers.read_text().splitlines()
+    answers.write_text(lines[0] + "\n" + lines[1][: len(lines[1]) // 2])  # killed mid-write
+    model.calls = 0
+    metrics = evaluate_model(model, dataset, "detection", out)
+    assert model.calls == 1 and metrics["f1@0.5"] == pytest.approx(1.0)
+    assert f"{answers}: line 2" in capsys.readouterr().err
+    assert answers.read_text().splitlines() == lines  # every line is a whole record again
+
+
+def test_an_answer_without_its_newline_is_kept_and_the_next_starts_a_line(dataset, tmp_path):
+    model, out = TruthModel(), tmp_path / "out"
+    evaluate_model(model, dataset, "detection", out)
+    answers = out / "answers.jsonl"
+    lines = answers.read_text().splitlines()
+    answers.write_text(lines[0])
+    model.calls = 0
+    evaluate_model(model, dataset, "detection", out)
+    assert model.calls == 1 and answers.read_text().splitlines() == lines
+
+
+def test_a_damaged_answer_before_the_last_is_an_error_naming_file_and_line(dataset, tmp_path):
+    out = tmp_path / "out"
+    evaluate_model(TruthModel(), dataset, "detection", out)
+    answers = out / "answers.jsonl"
+    lines = answers.read_text().splitlines()
+    answers.write_text(lines[0][:20] + "\n" + lines[1] + "\n")
+    with pytest.raises(InputError, match=r"answers\.jsonl: line 1 "):
+        evaluate_model(TruthModel(), dataset, "detection", out)
+    assert answers.read_text().splitlines()[1] == lines[1]  # left as it was, for the user to see
+
+
+# ---------------------------------------------------------------- malformed COCO
+
+
+def _broken(change):
+    payload = json.loads(json.dumps(GT))
+    change(payload)
+    return payload
+
+
+@pytest.mark.parametrize("change, words", [
+    (lambda p: p.pop("categories"), "field 'categories': missing"),
+    (lambda p: p["annotations"][1].pop("category_id"), "annotations: record 1: field 'category_id': missing"),
+    (lambda p: p["annotations"][2].update(image_id=9), "annotations: record 2: field 'image_id': unknown image id 9"),
+    (lambda p: p["annotations"][0].update(image_id=True), "annotations: record 0: field 'image_id': expected an integer"),
+    (lambda p: p["annotations"][0].update(category_id=True), "annotations: record 0: field 'category_id': expected an integer"),
+    (lambda p: p["images"][1].update(id=True), "images: record 1: field 'id': expected an integer"),
+    (lambda p: p["categories"][0].update(id=False), "categories: record 0: field 'id': expected an integer"),
+    (lambda p: p["images"][0].pop("file_name"), "images: record 0: field 'file_name': missing"),
+    (lambda p: p["categories"][1].pop("name"), "categories: record 1: field 'name': missing"),
+])
+def test_malformed_coco_is_a_clear_error_naming_record_and_field(dataset, change, words):
+    with pytest.raises(InputError, match=re.escape(words)):
+        build_queries(_broken(change), dataset, "detection", file="gt.json")
+
+
+def test_gui_queries_need_an_integer_id_and_a_text(dataset):
+    with pytest.raises(InputError, match=re.escape("annotations: record 0: field 'text': missing")):
+        build_queries(GT, dataset, "gui_grounding")
+    labelled = _broken(lambda p: [a.update(text="Save") for a in p["annotations"]])
+    labelled["annotations"][1]["id"] = True
+    with pytest.raises(InputError, match=re.escape("annotations: record 1: field 'id': expected an integer")):
+        build_queries(labelled, dataset, "gui_grounding")
+
+
+def test_an_annotation_of_an_unknown_image_stops_the_run(dataset, tmp_path):
+    (dataset / "annotations.json").write_text(json.dumps(_broken(lambda p: p["annotations"][2].update(image_id=9))))
+    words = "annotations.json annotations: record 2: field 'image_id': unknown image id 9"
+    with pytest.raises(InputError, match=re.escape(words)):
+        evaluate_model(TruthModel(), dataset, "detection", tmp_path / "out")
+
+
+def test_a_boolean_image_id_is_not_image_one(dataset, tmp_path):
+    (dataset / "annotations.json").write_text(json.dumps(_broken(lambda p: p["annotations"][2].update(image_id=True))))
+    with pytest.raises(InputError, match=re.escape("record 2: field 'image_id': expected an integer image id, got True")):
+        evaluate_model(TruthModel(), dataset, "detection", tmp_path / "out")
+
+
+@pytest.mark.parametrize("task", ["detection", "pointing"])
+def test_a_coco_file_without_annotations_stops_the_run_with_a_clear_error(dataset, tmp_path, task):
+    (dataset / "annotations.json").write_text(json.dumps(_broken(lambda p: p.pop("annotations"))))
+    with pytest.raises(InputError, match=re.escape("annotations.json: record -1: field 'annotations': missing")):
+        evaluate_model(TruthModel(), dataset, task, tmp_path / "out")

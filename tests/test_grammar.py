@@ -350,20 +350,79 @@ def _fuzz_strings(n: int, seed: int = 0):
         yield text
 
 
+_TASKS = ("detection", "pointing", "ocr_polygon", "keypoint")
+_LONG_NUMBER = "1" * 5000  # Python refuses int() of a string of over 4300 digits
+# Inputs that once took seconds (nested quantifiers backtracking) or raised, and their relatives.
+_ADVERSARIAL = [
+    "```json" + " " * 4000,
+    "```" + "\n" * 4000,
+    "```json" + " " * 4000 + "x",
+    "```" * 4000,
+    "```json\n{" * 2000,
+    f"{REF_START}cat{REF_END}{BOX_START}<{_LONG_NUMBER}><1><2><3>{BOX_END}",
+    f"{REF_START}cat{REF_END}{BOX_START}<1><2><3><{'0' * 5000}5>{BOX_END}",
+    '{"person1": {"bbox": " <' + _LONG_NUMBER + '> <2> <3> <4> ", "keypoints": {"nose": " <' + _LONG_NUMBER + '> <5> "}}}',
+    "<" * 100_000,
+    "<" + "9" * 100_000,
+    REF_START * 20_000,
+    f"{REF_START}cat{REF_END}{BOX_START}" + "<1>" * 50_000 + f"{BOX_START}" * 20_000,
+    "{" * 50_000 + "}" * 50_000,
+]
+
+
+def _xy_pairs(region):
+    """Every (x, y) a region holds: a keypoint instance's box corners and visible keypoints too."""
+    if region.kind == "keypoints":
+        flat = region.box + [v for xy in region.coords.values() if xy for v in xy]
+    else:
+        flat = region.coords
+    return zip(flat[0::2], flat[1::2])
+
+
 def test_fuzz_never_raises_and_is_fast():
-    texts = list(_fuzz_strings(12_000))
+    cases = [(text, _TASKS[i % 4]) for i, text in enumerate(_fuzz_strings(12_000))]
+    cases += [(text, task) for text in _ADVERSARIAL for task in _TASKS]
     start = time.perf_counter()
-    for i, text in enumerate(texts):
-        task = ("detection", "pointing", "ocr_polygon", "keypoint")[i % 4]
+    for i, (text, task) in enumerate(cases):
         prediction = parse(text, 640, 480, task=task, decode=("center", "official")[i % 2])
         for region in prediction.regions:  # whatever is kept is a valid region in the image
-            flat = region.box + [v for xy in region.coords.values() if xy for v in xy] if region.kind == "keypoints" else region.coords
-            assert all(0 <= v <= 640 for v in flat)
+            assert all(0 <= x <= 640 and 0 <= y <= 480 for x, y in _xy_pairs(region))
         prediction.to_official()
     elapsed = time.perf_counter() - start
-    print(f"parsed {len(texts)} fuzzed strings in {elapsed:.2f} s")
+    print(f"parsed {len(cases)} fuzzed strings in {elapsed:.2f} s")
     assert elapsed < 5.0
 
+
+
+@pytest.mark.parametrize("task", _TASKS)
+@pytest.mark.parametrize("text", _ADVERSARIAL, ids=range(len(_ADVERSARIAL)))
+def test_adversarial_text_parses_in_under_a_second(text, task):
+    start = time.perf_counter()
+    parse(text, 640, 480, task=task).to_official()
+    assert time.perf_counter() - start < 1.0
+
+
+def test_a_coordinate_too_long_for_a_bin_drops_its_region_and_keeps_the_rest():
+    text = f"{REF_START}cat{REF_END}{BOX_START}<{_LONG_NUMBER}><1><2><3>,<9><9><99><99>{BOX_END}"
+    prediction = parse(text, 999, 999)
+    assert [r.coords for r in prediction.regions] == [[9.5, 9.5, 99.5, 99.5]]
+    assert [p.reason for p in prediction.problems] == ["coordinate bin above 999"]
+    keypoints = '{"person1": {"bbox": " <1> <2> <30> <40> ", "keypoints": {"nose": " <' + _LONG_NUMBER + '> <5> "}}}'
+    (person,) = parse(keypoints, 999, 999, task="keypoint").regions
+    assert person.coords == {}
+
+
+_OLD_JSON_FENCE = re.compile(r"```(?:json)?\s*(.*?)\s*```", re.DOTALL)  # the former, backtracking rule
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.sampled_from(["`", "```", "json", "js", " ", "\n", "\u00a0", "\x1c", "{", "}", "x", '"a"', ":"]), max_size=14))
+def test_fenced_json_reads_what_the_former_regex_read(pieces):
+    from rexomni_core.grammar import _fenced_json
+
+    body = "".join(pieces)
+    old = _OLD_JSON_FENCE.search(body)
+    assert _fenced_json(body) == (old.group(1) if old else None)
 
 def test_parse_command_prints_regions_and_the_official_shape(capsys, shared):
     from rexomni_core.cli import main

@@ -283,3 +283,47 @@ def test_cli_predict_writes_json_and_pictures(tmp_path, capsys):
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert record["image"] == str(path) and "raw_text" in record and "regions" in record
     assert (out / "shapes.json").is_file() and Image.open(out / "shapes.png").size == (200, 200)
+
+
+def _png16(path, samples):
+    """A 16-bit PNG written by hand (PIL writes 16-bit greyscale but no 16-bit RGB)."""
+    import struct
+    import zlib
+
+    height, width = samples.shape[:2]
+    colour_type = 2 if samples.ndim == 3 else 0
+    rows = b"".join(b"\x00" + samples[y].astype(">u2").tobytes() for y in range(height))
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, 16, colour_type, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
+    return path
+
+
+def test_16_bit_pngs_are_scaled_to_8_bits_not_clipped_white(tmp_path):
+    grey = np.tile(np.linspace(0, 65535, 64), (8, 1)).astype(np.uint16)
+    image = np.asarray(load_image(_png16(tmp_path / "grey16.png", grey)))
+    assert image[0, 0].tolist() == [0, 0, 0] and image[0, -1].tolist() == [255, 255, 255]
+    assert abs(int(image[0, 32, 0]) - round(grey[0, 32] / 257)) <= 1  # mid-grey stays mid-grey
+    colour = np.zeros((8, 8, 3), np.uint16)
+    colour[..., 0], colour[..., 1], colour[..., 2] = 30000, 1000, 65535
+    # PIL reduces 16-bit RGB itself, to the high byte of each sample.
+    assert np.asarray(load_image(_png16(tmp_path / "rgb16.png", colour)))[0, 0].tolist() == [30000 >> 8, 1000 >> 8, 255]
+    assert load_image(Image.fromarray(grey)).getpixel((63, 0)) == (255, 255, 255)
+
+
+@pytest.mark.parametrize("content", [b"not an image at all", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40])
+def test_unreadable_and_truncated_files_are_input_errors_naming_the_file(tmp_path, content):
+    from rexomni_core.errors import InputError
+
+    path = tmp_path / "photo.png"
+    path.write_bytes(content)
+    with pytest.raises(InputError, match=r"photo\.png: not a readable image"):
+        load_image(path)
+    good = tmp_path / "good.png"
+    Image.new("RGB", (64, 64), (200, 10, 10)).save(good)
+    (tmp_path / "cut.png").write_bytes(good.read_bytes()[:-30])
+    with pytest.raises(InputError, match=r"cut\.png: not a readable image"):
+        load_image(tmp_path / "cut.png")

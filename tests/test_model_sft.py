@@ -131,3 +131,29 @@ def test_every_shipped_recipe_parses():
     for recipe in recipes:
         config = (GRPOConfig if "grpo" in recipe.name else SFTConfig).from_yaml(recipe)
         assert config.max_steps > 0, recipe.name
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("bf16: maybe\n", "SFTConfig.bf16: expected true or false, got 'maybe'"),
+        ("resume: 1\n", "SFTConfig.resume: expected true or false"),
+        ("max_steps: -1\n", "SFTConfig.max_steps must be > 0, got -1"),
+        ("batch_size: 0\n", "SFTConfig.batch_size must be > 0"),
+        ("max_steps: true\n", "SFTConfig.max_steps: expected a number, got True"),
+        ("data: 3\n", "SFTConfig.data is a section of fields"),
+        ("max_steps: [1\n", "not valid YAML"),
+        ("- 1\n- 2\n", "a config is a mapping"),
+    ],
+)
+def test_bad_config_values_stop_before_any_folder_is_made(tmp_path, capsys, text, message):
+    from rexomni_core.cli import main
+
+    (tmp_path / "c.yaml").write_text(f"output_dir: {tmp_path / 'run'}\n{text}" if not text.startswith("-") else text)
+    assert main(["train", "sft", "--config", str(tmp_path / "c.yaml")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert message in error and str(tmp_path / "c.yaml") in error and len(error.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match="max_steps must be > 0"):
+        train_sft(SFTConfig(output_dir=str(tmp_path / "py"), max_steps=-1))
+    assert not (tmp_path / "py").exists()

@@ -27,6 +27,7 @@ def register(subparsers) -> None:
     convert.add_argument("--to", dest="destination_format", required=True, choices=["coco", "tsv", "jsonl"])
     convert.add_argument("--image-root", help="COCO: folder holding the images (default: the file's folder)")
     convert.add_argument("--lenient", action="store_true", help="skip bad records and report them instead of stopping")
+    convert.add_argument("--overwrite", action="store_true", help="replace an existing destination dataset")
     convert.set_defaults(func=run_convert)
 
     show = data.add_parser("show", help="render samples with their prompt and answer text to PNG")
@@ -42,47 +43,24 @@ def register(subparsers) -> None:
     show.set_defaults(func=run_show)
 
 
-def scene_seed(seed: int, index: int) -> int:
-    """Seed of image `index` of a run with `seed` (independent streams, no overlap between runs)."""
-    import numpy as np
-
-    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
-
-
 def run_synth(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from .synth import write_synthetic_dataset
 
-    from .formats import CocoWriter
-    from .formats.records import Record
-    from .worlds import WORLD_CATEGORIES, generate
-
-    if args.n < 1:
-        raise ValueError("--n must be at least 1")
-    out = Path(args.out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
-    writer = CocoWriter(WORLD_CATEGORIES[args.world])
-    skipped = 0
-    for i in tqdm(range(args.n), desc=f"synth {args.world}", unit="img"):
-        scene = generate(args.world, scene_seed(args.seed, i), args.split)
-        file_name = f"images/{i:06d}.png"
-        if (out / file_name).exists():
-            skipped += 1  # resumed run: the image is deterministic, only its annotations are needed
-        else:
-            scene.image.save(out / file_name)
-        writer.add(Record(scene.image, scene.width, scene.height, scene.annotations, name=f"{i:06d}"), file_name)
-    writer.write(out / "annotations.json")
-    print(f"wrote {args.n - skipped} images ({skipped} already there) and {out / 'annotations.json'}")
+    result = write_synthetic_dataset(args.out, args.world, args.n, seed=args.seed, split=args.split, progress=True)
+    print(f"wrote {result.written} images ({result.reused} already there) and {result.annotations}")
     return 0
 
 
 def run_convert(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .formats import SkipReport, open_dataset, write_dataset
+    from .formats import SkipReport, check_conversion, open_dataset, write_dataset
 
+    check_conversion(args.source, args.source_format, args.destination, args.destination_format, args.overwrite)
     report = SkipReport()
     dataset = open_dataset(args.source, args.source_format, lenient=args.lenient, report=report, image_root=args.image_root)
-    records = tqdm(iter(dataset), total=len(dataset), desc="convert", unit="img")
+    # A bar on a terminal only: in a log or captured output, an error is then the one line there.
+    records = tqdm(iter(dataset), total=len(dataset), desc="convert", unit="img", disable=None)
     count = write_dataset(records, args.destination, args.destination_format)
     print(f"wrote {count} records to {args.destination} ({report.summary()})")
     for example in report.examples:
@@ -93,6 +71,7 @@ def run_convert(args: argparse.Namespace) -> int:
 def run_show(args: argparse.Namespace) -> int:
     from .samplers import WORLD_TASKS, record_conversation, sample_conversation
     from .show import render_conversation
+    from .synth import scene_seed
     from .worlds import generate
 
     out = Path(args.out)

@@ -26,6 +26,7 @@ from .engines.pointing import mask_to_point
 from .referring import referring_expressions
 from .worlds import Annotation, Scene, generate
 from .worlds.shapes import CATEGORIES as SHAPE_CATEGORIES
+from ..errors import InputError
 
 MAX_PROMPT_PHRASES = 6
 # The answer of a visual-prompting conversation names its group after the prompt's JSON key.
@@ -260,7 +261,7 @@ def sample_conversation(
     """One conversation posing `task` on `scene`; `absent_phrases=False` asks only for categories
     the image holds (detection and pointing; a curriculum's first rungs)."""
     if task not in WORLD_TASKS.get(scene.world, ()):
-        raise ValueError(
+        raise InputError(
             f"world {scene.world!r} cannot pose task {task!r}; it poses {WORLD_TASKS.get(scene.world, ())}"
         )
     if task in ABSENT_PHRASE_TASKS:
@@ -323,18 +324,18 @@ class ConversationStream:
 
     def __post_init__(self) -> None:
         if not self.mixture:
-            raise ValueError("the mixture needs at least one entry")
+            raise InputError("the mixture needs at least one entry")
         # Entries may come from YAML as plain mappings: {world: shapes, task: detection, ...}.
         self.mixture = tuple(MixtureEntry(**e) if isinstance(e, dict) else e for e in self.mixture)
         for entry in self.mixture:
             if entry.task not in WORLD_TASKS.get(entry.world, ()):
-                raise ValueError(f"mixture entry {entry}: world {entry.world!r} cannot pose task {entry.task!r}")
+                raise InputError(f"mixture entry {entry}: world {entry.world!r} cannot pose task {entry.task!r}")
             if not entry.absent_phrases and entry.task not in ABSENT_PHRASE_TASKS:
-                raise ValueError(f"mixture entry {entry}: absent_phrases applies to {ABSENT_PHRASE_TASKS} only")
+                raise InputError(f"mixture entry {entry}: absent_phrases applies to {ABSENT_PHRASE_TASKS} only")
             if not entry.weight > 0:
-                raise ValueError(f"mixture entry {entry}: weight must be positive")
+                raise InputError(f"mixture entry {entry}: weight must be positive")
         if self.step < 1 or self.start < 0:
-            raise ValueError("start must be ≥ 0 and step ≥ 1")
+            raise InputError("start must be ≥ 0 and step ≥ 1")
         weights = np.array([e.weight for e in self.mixture], dtype=np.float64)
         self._cumulative = np.cumsum(weights / weights.sum())
         self._next = self.start
@@ -362,5 +363,5 @@ class ConversationStream:
 
     def load_state_dict(self, state: dict) -> None:
         if state["seed"] != self.seed:
-            raise ValueError(f"state is for seed {state['seed']}, this stream has seed {self.seed}")
+            raise InputError(f"state is for seed {state['seed']}, this stream has seed {self.seed}")
         self._next, self.step = int(state["next"]), int(state["step"])

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any, Callable
 
 from rexomni_core.eval.f1 import PROTOCOLS
@@ -129,27 +130,39 @@ def _add_run(commands) -> None:
     parser.add_argument("--model", help="checkpoint directory or hub id (default: the embedded Rex-Omni-nano)")
     parser.add_argument("--data", required=True, help="dataset folder: one COCO JSON and its images")
     parser.add_argument("--task", required=True, choices=RUN_TASKS)
-    parser.add_argument("--out", help="folder for answers.jsonl, predictions.json, metrics.json (default: runs/eval-TASK); a rerun resumes")
+    parser.add_argument("--out", help="folder for answers.jsonl, predictions.json, metrics.json (default: runs/eval-TASK); "
+                        "a rerun resumes, and refuses answers of another dataset, model or setting")
     parser.add_argument("--categories", choices=CATEGORY_CHOICES, default="present", help="phrases each prompt names")
     parser.add_argument("--protocol", choices=PROTOCOLS, default="sound")
-    parser.add_argument("--restart", action="store_true", help="discard answers already in --out instead of resuming")
+    parser.add_argument("--restart", action="store_true", help="replace the answers already in --out instead of resuming")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.set_defaults(func=_run_model)
 
 
 def _run_model(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from rexomni_core.eval.run import evaluate_model
-    from rexomni_core.model import RexOmni
+    from rexomni_core.model import NANO_DIR, RexOmni
 
     model = RexOmni.from_pretrained(args.model)
     out = Path(args.out or f"runs/eval-{args.task}")
     metrics = evaluate_model(
-        model, Path(args.data), args.task, out, args.categories, args.protocol, resume=not args.restart
+        model, Path(args.data), args.task, out, args.categories, args.protocol, resume=not args.restart,
+        model_fingerprint=_checkpoint_fingerprint(args.model or NANO_DIR),
     )
     _emit(args, metrics, _plain_table)
     return 0
+
+
+def _checkpoint_fingerprint(source) -> str:
+    """A local checkpoint: its path, and the size and modification time of each weights file
+    (a checkpoint saved again under the same name changes them; hashing gigabytes would not
+    be worth the wait). A hub id: the id itself."""
+    folder = Path(source)
+    if not folder.is_dir():
+        return str(source)
+    weights_files = sorted(folder.glob("*.safetensors"))
+    stamps = [f"{weights.name}:{weights.stat().st_size}:{weights.stat().st_mtime_ns}" for weights in weights_files]
+    return " ".join([str(folder.resolve()), *stamps])
 
 
 def _load_boxes(args: argparse.Namespace, with_polygons: bool = False):

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from rexomni_core.eval.inputs import Detections, GroundTruth
+from ..errors import InputError
 
 STAT_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large")
 
@@ -57,9 +58,9 @@ def _category_mean(precision: np.ndarray) -> np.ndarray:
 def coco_ap(gt: GroundTruth, dets: Detections) -> APReport:
     """COCOeval (bbox) on `dets`, which must carry scores."""
     if dets.scores is None:
-        raise ValueError("AP needs a score on every prediction; use `rexomni eval f1` for unscored predictions")
+        raise InputError("AP needs a score on every prediction; use `rexomni eval f1` for unscored predictions")
     if len(dets) == 0:
-        raise ValueError("AP needs at least one prediction")
+        raise InputError("AP needs at least one prediction")
     from pycocotools.coco import COCO
     from pycocotools.cocoeval import COCOeval
 

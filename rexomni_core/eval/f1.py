@@ -25,6 +25,7 @@ from rexomni_core.eval.matching import (
     rank_within_group,
     same_group_pairs,
 )
+from ..errors import InputError
 
 # Written as literals (not np.linspace, whose 0.6000000000000001 differs) like the released
 # evaluator's params, so a box exactly at a threshold is decided the same way.
@@ -371,7 +372,7 @@ def evaluate_f1(gt: GroundTruth, dets: Detections, protocol: str = "sound") -> F
         return sound_f1(gt, dets)
     if protocol == "paper":
         return paper_f1(gt, dets)
-    raise ValueError(f"unknown protocol {protocol!r} (expected one of {', '.join(PROTOCOLS)})")
+    raise InputError(f"unknown protocol {protocol!r} (expected one of {', '.join(PROTOCOLS)})")
 
 
 def counting_mae(gt: GroundTruth, dets: Detections) -> float:

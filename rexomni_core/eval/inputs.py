@@ -17,6 +17,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..errors import InputError, MissingInputError
+
 MAX_LISTED_ISSUES = 10
 
 
@@ -33,7 +35,7 @@ class RecordIssue:
         return f"{self.file}: record {self.index}: field '{self.field}': {self.problem}"
 
 
-class BadInputError(ValueError):
+class BadInputError(InputError):
     """Raised for unusable input; the message lists the offending records."""
 
     def __init__(self, issues: Sequence[RecordIssue]):
@@ -101,7 +103,7 @@ def read_json(path: str | Path) -> Any:
     """
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such file")
+        raise MissingInputError(f"{path}: no such file")
     data = path.read_bytes()
     try:
         import orjson
@@ -112,9 +114,9 @@ def read_json(path: str | Path) -> Any:
     try:
         return json.loads(data)
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: malformed JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
+        raise InputError(f"{path}: malformed JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
     except UnicodeDecodeError as error:
-        raise ValueError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+        raise InputError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
 
 
 def xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:
@@ -142,8 +144,29 @@ def _bbox_problem(value: Any) -> str | None:
     return None
 
 
+def _is_a(value: Any, expected: type) -> bool:
+    # bool is an int in Python: `true` would count as id 1.
+    return isinstance(value, expected) and not (expected is int and isinstance(value, bool))
+
+
+_KIND_WORDS = {int: "an integer", str: "a string", list: "a list"}
+
+
+def field_issues(file: str, records: list, name: str, expected: type) -> list[RecordIssue]:
+    """A RecordIssue for each record whose field `name` is missing or not of type `expected`."""
+    issues = []
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            issues.append(RecordIssue(file, index, "(record)", f"expected a JSON object, got {type(record).__name__}"))
+        elif name not in record:
+            issues.append(RecordIssue(file, index, name, f"missing (expected {_KIND_WORDS[expected]})"))
+        elif not _is_a(record[name], expected):
+            issues.append(RecordIssue(file, index, name, f"expected {_KIND_WORDS[expected]}, got {record[name]!r}"))
+    return issues
+
+
 def _id_problem(value: Any, known: dict[int, int], what: str) -> str | None:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not _is_a(value, int):
         return f"expected an integer {what} id, got {value!r}"
     if value not in known:
         return f"unknown {what} id {value} (not in the ground truth)"
@@ -200,8 +223,12 @@ def _find_issues(
 
 def _as_arrays(records: list, image_rows: dict[int, int], category_rows: dict[int, int]):
     """The fast path: (image rows, category rows, xywh boxes); raises on any malformed record."""
-    image_index = np.array([image_rows[r["image_id"]] for r in records], dtype=np.int64)
-    category_index = np.array([category_rows[r["category_id"]] for r in records], dtype=np.int64)
+    image_ids = [r["image_id"] for r in records]
+    category_ids = [r["category_id"] for r in records]
+    if bool in set(map(type, image_ids)) | set(map(type, category_ids)):
+        raise TypeError("a boolean id")  # True == 1 as a dict key: it would pass as id 1
+    image_index = np.array([image_rows[i] for i in image_ids], dtype=np.int64)
+    category_index = np.array([category_rows[c] for c in category_ids], dtype=np.int64)
     xywh = np.array([r["bbox"] for r in records], dtype=np.float64).reshape(len(records), 4)
     return image_index, category_index, xywh
 
@@ -232,13 +259,16 @@ def ground_truth_from_payload(payload: Any, file: str = "<ground truth>", with_p
     images = _check_list(file, payload["images"], "images")
     categories = _check_list(file, payload["categories"], "categories")
     annotations = _check_list(file, payload["annotations"], "annotations")
+    id_issues = field_issues(f"{file} images", images, "id", int) + field_issues(f"{file} categories", categories, "id", int)
+    if id_issues:
+        raise BadInputError(id_issues)
+    image_ids = np.array([image["id"] for image in images], dtype=np.int64)
+    category_ids = np.array([category["id"] for category in categories], dtype=np.int64)
+    names = [str(category.get("name", category["id"])) for category in categories]
     try:
-        image_ids = np.array([image["id"] for image in images], dtype=np.int64)
         sizes = np.array([[image.get("width", 0), image.get("height", 0)] for image in images], dtype=np.float64)
-        category_ids = np.array([category["id"] for category in categories], dtype=np.int64)
-        names = [str(category.get("name", category["id"])) for category in categories]
-    except (KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"{file}: every image and category needs an integer 'id' ({error})") from None
+    except (TypeError, ValueError) as error:
+        raise InputError(f"{file}: image width and height must be numbers ({error})") from None
     image_rows = {int(i): row for row, i in enumerate(image_ids)}
     category_rows = {int(c): row for row, c in enumerate(category_ids)}
     try:

@@ -3,7 +3,8 @@
 Works with any object that has `predict(image, task=..., categories=..., visual_prompt_boxes=...)`
 returning a `Prediction` (a `RexOmni` model, or a stand-in in tests); this module imports neither
 torch nor transformers itself. Answers are appended to `answers.jsonl` in the output folder as
-they come, so an interrupted run resumes where it stopped.
+they come, so an interrupted run resumes where it stopped. `run.json` beside them records what
+they are answers to (dataset, model, task, settings): a run never reuses another run's answers.
 
 Which phrases a prompt names is a choice the paper's tables depend on: `present` (default) asks,
 per image, for the categories that image has; `all` asks for every category of the dataset, so
@@ -14,7 +15,10 @@ engine names it; keypoints ask per image for `person`.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -24,7 +28,8 @@ from tqdm import tqdm
 
 from .duplicates import file_degeneracy
 from .f1 import counting_mae, evaluate_f1, sound_f1
-from .inputs import detections_from_records, ground_truth_from_payload, read_json
+from ..errors import InputError, MissingInputError
+from .inputs import BadInputError, detections_from_records, field_issues, ground_truth_from_payload, read_json
 from ..regions import Box, Keypoints, Polygon, Region, region_from_dict
 from .keypoints import keypoint_f1
 from .ocr import ocr_scores
@@ -35,6 +40,7 @@ BOX_TASKS = ("detection", "referring", "pointing", "visual_prompting")
 REGION_TASKS = ("ocr_box", "ocr_polygon", "gui_grounding", "gui_pointing", "keypoint")
 TASKS = BOX_TASKS + REGION_TASKS
 CATEGORY_CHOICES = ("present", "all")
+RUN_RECORD = "run.json"  # beside answers.jsonl: what its answers are answers to
 
 
 @dataclass(frozen=True)
@@ -55,10 +61,10 @@ def find_dataset(data_dir: Path) -> tuple[Path, Path]:
     """The COCO file of a dataset folder, and the folder itself."""
     data_dir = Path(data_dir)
     if not data_dir.is_dir():
-        raise FileNotFoundError(f"{data_dir}: no such dataset folder")
+        raise MissingInputError(f"{data_dir}: no such dataset folder")
     candidates = [data_dir / "annotations.json"] if (data_dir / "annotations.json").exists() else sorted(data_dir.glob("*.json"))
     if len(candidates) != 1:
-        raise ValueError(f"{data_dir}: expected one COCO JSON file (annotations.json), found {[c.name for c in candidates]}")
+        raise InputError(f"{data_dir}: expected one COCO JSON file (annotations.json), found {[c.name for c in candidates]}")
     return candidates[0], data_dir
 
 
@@ -68,14 +74,19 @@ def _image_path(data_dir: Path, image: dict) -> Path:
     for path in (data_dir / image["file_name"], data_dir / "images" / image["file_name"]):
         if path.is_file():
             return path
-    raise FileNotFoundError(f"image {image['id']}: {image['file_name']} is in neither {data_dir} nor {data_dir / 'images'}")
+    raise MissingInputError(f"image {image['id']}: {image['file_name']} is in neither {data_dir} nor {data_dir / 'images'}")
 
 
-def build_queries(payload: dict, data_dir: Path, task: str, categories: str = "present") -> list[Query]:
+def build_queries(
+    payload: dict, data_dir: Path, task: str, categories: str = "present", file: str = "<ground truth>"
+) -> list[Query]:
+    """The prompts of a run; a malformed COCO `payload` (read from `file`) is a BadInputError."""
     if task not in TASKS:
-        raise ValueError(f"eval run supports tasks {', '.join(TASKS)}; got {task!r}")
+        raise InputError(f"eval run supports tasks {', '.join(TASKS)}; got {task!r}")
     if categories not in CATEGORY_CHOICES:
-        raise ValueError(f"categories must be one of {CATEGORY_CHOICES}, got {categories!r}")
+        raise InputError(f"categories must be one of {CATEGORY_CHOICES}, got {categories!r}")
+    ground_truth_from_payload(payload, file)  # the lists, ids, references and boxes
+    _check_query_fields(payload, task, file)
     names = {c["id"]: c["name"] for c in payload["categories"]}
     by_image: dict[int, list[dict]] = {image["id"]: [] for image in payload["images"]}
     for annotation in payload["annotations"]:
@@ -99,6 +110,18 @@ def build_queries(payload: dict, data_dir: Path, task: str, categories: str = "p
         if asked:
             queries.append(Query(str(image["id"]), image["id"], path, categories=asked))
     return queries
+
+
+def _check_query_fields(payload: dict, task: str, file: str) -> None:
+    """The fields queries are made of, beyond those the ground truth is checked for."""
+    needed = [("images", "file_name", str), ("categories", "name", str)]
+    if task.startswith("gui"):
+        needed += [("annotations", "id", int), ("annotations", "text", str)]  # one query per element
+    elif task == "keypoint":
+        needed.append(("categories", "keypoints", list))  # the keypoint names, in triplet order
+    issues = [issue for part, name, kind in needed for issue in field_issues(f"{file} {part}", payload[part], name, kind)]
+    if issues:
+        raise BadInputError(issues)
 
 
 def _region_queries(task: str, image_id: int, path: Path, annotations: list[dict], categories: list[dict]) -> list[Query]:
@@ -156,24 +179,100 @@ def score_region_task(task: str, queries: list[Query], answers: list[dict]) -> d
             "precision@oks0.5": report.at_50.precision, "recall@oks0.5": report.at_50.recall}
 
 
-def _done_answers(answers_file: Path) -> dict[str, dict]:
-    done = {}
-    if answers_file.exists():
-        for line in answers_file.read_text().splitlines():
-            if line.strip():
-                record = json.loads(line)
-                done[record["key"]] = record
+def run_fingerprint(
+    gt_file: Path, model, task: str, categories: str, generation: dict[str, Any], model_fingerprint: str | None = None
+) -> dict[str, Any]:
+    """What a run's answers depend on. The dataset is the COCO file's content hash; the model is
+    `model_fingerprint`, else the model's `fingerprint` attribute, else its class (which cannot
+    tell two checkpoints apart: callers that load checkpoints should pass one)."""
+    model_class = f"{type(model).__module__}.{type(model).__qualname__}"
+    fingerprint = {
+        "dataset": "sha256:" + hashlib.sha256(Path(gt_file).read_bytes()).hexdigest(),
+        "model": model_fingerprint or getattr(model, "fingerprint", None) or model_class,
+        "task": task,
+        "categories": categories,
+        "generation": generation,
+    }
+    # As run.json will read back (tuples become lists, other objects their repr), to compare equal.
+    return json.loads(json.dumps(fingerprint, sort_keys=True, default=repr))
+
+
+def _answers_to_reuse(answers_file: Path, fingerprint: dict[str, Any]) -> dict[str, dict]:
+    data = answers_file.read_bytes() if answers_file.is_file() else b""
+    if not data.strip():
+        return {}
+    _check_same_run(answers_file, fingerprint)
+    return _read_answers(answers_file, data)
+
+
+def _check_same_run(answers_file: Path, fingerprint: dict[str, Any]) -> None:
+    """Answers of another dataset, model or setting would be scored as this run's: refuse them
+    (and keep them; deleting is the user's call)."""
+    record_file = answers_file.with_name(RUN_RECORD)
+    advice = "pass --restart (resume=False) to replace them with new answers, or choose a new --out folder"
+    if not record_file.is_file():
+        raise InputError(f"{answers_file}: there is no {RUN_RECORD} beside these answers to tell what they "
+                         f"answer (an older version wrote them); {advice}")
+    saved = read_json(record_file)
+    saved = saved if isinstance(saved, dict) else {}
+    differing = [part for part, value in fingerprint.items() if saved.get(part) != value]
+    if differing:
+        raise InputError(f"{answers_file}: these answers are of another run (other {', other '.join(differing)}; "
+                         f"see {record_file}); {advice}")
+
+
+def _read_answers(answers_file: Path, data: bytes) -> dict[str, dict]:
+    """The answers in `data` (the bytes of `answers_file`) by query key. The file is left ending
+    at a whole record, so that the next answer starts a line of its own: a torn last line (a run
+    stopped while writing it) is cut off, with a note, and its query asked again."""
+    lines = data.splitlines(keepends=True)
+    done, torn_at = {}, None
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        record = _answer_record(line)
+        if record is not None:
+            done[record["key"]] = record
+        elif number < len(lines):
+            raise InputError(f"{answers_file}: line {number} is not an answer record: the file is damaged "
+                             "(remove that line to keep the other answers, or pass --restart to ask again)")
+        else:
+            torn_at = len(data) - len(line)
+            print(f"warning: {answers_file}: line {number} is cut short (a run stopped while writing it); "
+                  "dropped, its query is asked again", file=sys.stderr)
+    if torn_at is not None:
+        os.truncate(answers_file, torn_at)
+    elif not data.endswith(b"\n"):
+        with answers_file.open("ab") as sink:
+            sink.write(b"\n")
     return done
 
 
-def predict_queries(
-    model, queries: list[Query], task: str, answers_file: Path, resume: bool = True, **generation
-) -> Iterator[dict]:
-    """Answers for every query, reusing those already in `answers_file` and appending new ones;
-    `resume=False` discards them first (they may come from another model or checkpoint)."""
-    done = _done_answers(answers_file) if resume else {}
+def _answer_record(line: bytes) -> dict | None:
+    try:
+        record = json.loads(line)
+    except ValueError:  # not JSON, or not UTF-8
+        return None
+    return record if isinstance(record, dict) and isinstance(record.get("key"), str) else None
+
+
+def _start_run(answers_file: Path, fingerprint: dict[str, Any]) -> None:
     answers_file.parent.mkdir(parents=True, exist_ok=True)
-    with answers_file.open("a" if resume else "w") as sink:
+    answers_file.write_text("")  # first: old answers must never sit beside this run's record
+    answers_file.with_name(RUN_RECORD).write_text(json.dumps(fingerprint, indent=1))
+
+
+def predict_queries(
+    model, queries: list[Query], task: str, answers_file: Path, resume: bool = True, *,
+    fingerprint: dict[str, Any], **generation,
+) -> Iterator[dict]:
+    """Answers for every query, reusing those already in `answers_file` and appending new ones.
+    Answers are reused only when they are of the same run (`fingerprint`, see `run_fingerprint`);
+    else this raises InputError. `resume=False` discards them first."""
+    done = _answers_to_reuse(answers_file, fingerprint) if resume else {}
+    if not done:
+        _start_run(answers_file, fingerprint)
+    with answers_file.open("a") as sink:
         for query in tqdm(queries, desc=f"eval {task}", unit="prompt", initial=0):
             if query.key in done:
                 yield done[query.key]
@@ -211,20 +310,24 @@ def coco_results(answer: dict, category_ids: dict[str, int]) -> list[dict[str, A
 
 def evaluate_model(
     model, data_dir: Path, task: str, out_dir: Path, categories: str = "present", protocol: str = "sound",
-    resume: bool = True, **generation,
+    resume: bool = True, model_fingerprint: str | None = None, **generation,
 ) -> dict[str, Any]:
-    """Predict then score; writes answers.jsonl, predictions.json and metrics.json in `out_dir`.
-    Answers already in `out_dir` are reused (an interrupted run resumes) unless `resume=False`."""
+    """Predict then score; writes answers.jsonl, run.json, predictions.json and metrics.json in
+    `out_dir`. Answers already in `out_dir` are reused (an interrupted run resumes) unless
+    `resume=False`; answers of another run (dataset, model, task or settings) are refused.
+    `model_fingerprint` tells checkpoints apart (see `run_fingerprint`)."""
     gt_file, data_dir = find_dataset(Path(data_dir))
     payload = read_json(gt_file)
+    queries = build_queries(payload, data_dir, task, categories, str(gt_file))  # checks `payload` too
     # Points are judged against masks where every annotation has polygons (METRICS.md), else boxes.
     use_masks = task == "pointing" and all(
         isinstance(a.get("segmentation"), list) and a["segmentation"] for a in payload["annotations"]
     )
     gt = ground_truth_from_payload(payload, str(gt_file), with_polygons=use_masks)
-    queries = build_queries(payload, data_dir, task, categories)
+    fingerprint = run_fingerprint(gt_file, model, task, categories, generation, model_fingerprint)
     out_dir = Path(out_dir)
-    answers = list(predict_queries(model, queries, task, out_dir / "answers.jsonl", resume, **generation))
+    answers = list(predict_queries(model, queries, task, out_dir / "answers.jsonl", resume,
+                                   fingerprint=fingerprint, **generation))
     if task in REGION_TASKS:
         return _finish(score_region_task(task, queries, answers), answers, out_dir)
     category_ids = {c["name"]: c["id"] for c in payload["categories"]}

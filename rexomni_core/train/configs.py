@@ -13,6 +13,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from ..errors import InputError, MissingInputError
 
 NANO_INIT = "nano-init"  # `model:` value that starts from a freshly initialised nano model
 
@@ -29,7 +30,7 @@ class DataConfig:
     def build(self, **overrides: Any):
         module_name, _, name = self.factory.partition(":")
         if not name:
-            raise ValueError(f"data.factory must be 'module:callable', got {self.factory!r}")
+            raise InputError(f"data.factory must be 'module:callable', got {self.factory!r}")
         factory = getattr(importlib.import_module(module_name), name)
         return factory(**{**self.kwargs, **overrides})
 
@@ -47,23 +48,51 @@ class LoraSettings:
 
 
 class YamlConfig:
-    """Read from and written to YAML; nested dataclass fields are nested sections."""
+    """Read from and written to YAML; nested dataclass fields are nested sections.
+
+    Values are checked as they are read (a boolean must be `true`/`false`, a count a whole
+    number) and `check()` bounds the numbers, so a bad config stops before any folder is made.
+    """
+
+    POSITIVE: typing.ClassVar[tuple[str, ...]] = ()  # fields that must be > 0
+    NON_NEGATIVE: typing.ClassVar[tuple[str, ...]] = ()  # fields that must be ≥ 0
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: list[str] | None = None):
         import yaml
 
-        raw = yaml.safe_load(Path(path).read_text()) or {}
+        path = Path(path)
+        if not path.is_file():
+            raise MissingInputError(f"no config file at {path}")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise InputError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
+        if not isinstance(raw, dict):
+            raise InputError(f"{path}: a config is a mapping of field: value, got {type(raw).__name__}")
         for item in overrides or []:
             key, sep, value = item.partition("=")
             if not sep:
-                raise ValueError(f"--set takes key=value, got {item!r}")
+                raise InputError(f"--set takes key=value, got {item!r}")
             node = raw
             *parents, leaf = key.split(".")
             for parent in parents:
                 node = node.setdefault(parent, {})
             node[leaf] = yaml.safe_load(value)
-        return _from_dict(cls, raw)
+        try:
+            config = _from_dict(cls, raw)
+            config.check()
+        except InputError as error:
+            raise InputError(f"{path}: {error}") from None
+        return config
+
+    def check(self) -> None:
+        """Raise `InputError` for a number out of range (a config built in Python too)."""
+        for name in self.POSITIVE + self.NON_NEGATIVE:
+            value = getattr(self, name)
+            if value is not None and (value <= 0 if name in self.POSITIVE else value < 0):
+                bound = "> 0" if name in self.POSITIVE else "≥ 0"
+                raise InputError(f"{type(self).__name__}.{name} must be {bound}, got {value!r}")
 
     def to_yaml(self, path: str | Path) -> None:
         import yaml
@@ -73,6 +102,11 @@ class YamlConfig:
 
 @dataclass
 class SFTConfig(YamlConfig):
+    POSITIVE = ("max_steps", "batch_size", "gradient_accumulation_steps", "learning_rate", "logging_steps",
+                "save_steps", "save_total_limit", "square_side", "min_pixels", "max_pixels")
+    NON_NEGATIVE = ("min_learning_rate_ratio", "warmup_steps", "weight_decay", "max_grad_norm", "coordinate_sigma",
+                    "coordinate_radius", "attention_grounding", "dataloader_num_workers")
+
     output_dir: str = "runs/sft"
     # "nano-init": a fresh nano model; None: the shipped nano; else a directory or hub id.
     model: str | None = NANO_INIT
@@ -117,6 +151,10 @@ class GRPOConfig(YamlConfig):
     """GRPO after SFT: prompts from the data engines (by default the dense shapes split, where the
     paper saw duplicates), `num_generations` completions per prompt, KL weight `beta`."""
 
+    POSITIVE = ("num_prompts", "max_steps", "prompts_per_step", "num_generations", "learning_rate", "temperature",
+                "max_completion_length", "logging_steps", "save_steps", "save_total_limit")
+    NON_NEGATIVE = ("beta", "format_weight")
+
     output_dir: str = "runs/grpo"
     model: str | None = None  # None: the shipped nano; else a directory or hub id
     data: DataConfig = field(
@@ -147,28 +185,40 @@ def _from_dict(cls, raw: dict):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = set(raw) - set(fields)
     if unknown:
-        raise ValueError(f"unknown {cls.__name__} keys: {sorted(unknown)}; known: {sorted(fields)}")
+        raise InputError(f"unknown {cls.__name__} keys: {sorted(unknown)}; known: {sorted(fields)}")
     hints = typing.get_type_hints(cls)
     values = {}
     for name, value in raw.items():
         nested = _section_type(fields[name])
-        values[name] = _from_dict(nested, value or {}) if nested else _number(cls, name, hints[name], value)
+        if nested and not isinstance(value or {}, dict):
+            raise InputError(f"{cls.__name__}.{name} is a section of fields, got {value!r}")
+        values[name] = _from_dict(nested, value or {}) if nested else _typed(cls, name, hints[name], value)
     return cls(**values)
 
 
-def _number(cls, name: str, hint: Any, value: Any) -> Any:
-    """`value` as the float or int the field holds. YAML 1.1 reads `3e-5` (no dot) as a string,
-    which would otherwise reach the optimiser as text."""
-    wanted = {float, int} & set(typing.get_args(hint) or (hint,))
-    if not wanted or value is None or isinstance(value, bool) or not isinstance(value, (str, int, float)):
+def _typed(cls, name: str, hint: Any, value: Any) -> Any:
+    """`value` as the bool, float or int the field holds. YAML 1.1 reads `3e-5` (no dot) as a
+    string, which would otherwise reach the optimiser as text; `bf16: maybe` is a string too,
+    which Python would take as true."""
+    allowed = set(typing.get_args(hint) or (hint,))
+    if value is None and type(None) in allowed:
         return value
+    if bool in allowed:
+        if not isinstance(value, bool):
+            raise InputError(f"{cls.__name__}.{name}: expected true or false, got {value!r}")
+        return value
+    wanted = {float, int} & allowed
+    if not wanted or not isinstance(value, (str, int, float)):
+        return value
+    if isinstance(value, bool):
+        raise InputError(f"{cls.__name__}.{name}: expected a number, got {value!r}")
     number_type = float if float in wanted else int
     try:
         number = float(value)
     except ValueError:
-        raise ValueError(f"{cls.__name__}.{name}: expected a number, got {value!r}") from None
+        raise InputError(f"{cls.__name__}.{name}: expected a number, got {value!r}") from None
     if number_type is int and not number.is_integer():
-        raise ValueError(f"{cls.__name__}.{name}: expected a whole number, got {value!r}")
+        raise InputError(f"{cls.__name__}.{name}: expected a whole number, got {value!r}")
     return number_type(number)
 
 

@@ -96,6 +96,7 @@ def train_grpo(config: GRPOConfig, callbacks: Sequence = (), extra_rewards: Sequ
     from ..model import RexOmni
     from .common import ResumeWithWeights, apply_lora, latest_checkpoint, save_final
 
+    config.check()  # before anything is written
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     config.to_yaml(output_dir / "grpo_config.yaml")

@@ -22,6 +22,7 @@ from ..eval.matching import box_iou, one_to_one
 from ..eval.ocr import region_iou, text_of
 from ..eval.points import inside, point_of
 from ..regions import Box, Keypoints, Polygon, Prediction, Region, group_by_phrase
+from ..errors import InputError
 
 Quality = Callable[[Region, Region], float]
 
@@ -100,5 +101,5 @@ def task_reward(task: str, prediction: Prediction, truth: Sequence[Region]) -> f
     try:
         reward = REWARDS_BY_TASK[task]
     except KeyError:
-        raise ValueError(f"no reward for task {task!r}; known: {', '.join(REWARDS_BY_TASK)}") from None
+        raise InputError(f"no reward for task {task!r}; known: {', '.join(REWARDS_BY_TASK)}") from None
     return reward(prediction, truth)

@@ -249,6 +249,7 @@ def load_for_training(config: SFTConfig) -> RexOmni:
 
 def train_sft(config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()) -> Path:
     """Run (or resume) SFT; returns the directory of the final model (`output_dir/final`)."""
+    config.check()  # before anything is written
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     config.to_yaml(output_dir / "sft_config.yaml")

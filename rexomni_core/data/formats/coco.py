@@ -1,4 +1,4 @@
-"""COCO JSON: write generated scenes and converted records; read any COCO file through pycocotools.
+"""COCO JSON: write generated scenes and converted records; read and check any COCO file.
 
 Boxes are xywh in the file and xyxy in `Annotation`. Masks are written as compressed RLE, OCR
 quadrilaterals as polygons, keypoints as x, y, v triplets (v = 0 for invisible, 2 for visible)
@@ -8,16 +8,19 @@ flagged `attributes["iscrowd"] = "1"`, so a sampler can leave them out of positi
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
+from ...errors import InputError, MissingInputError
 from ...tasks import KEYPOINT_SCHEMAS
 from ..worlds.common import Annotation
-from .records import BadRecord, Record, SkipReport, check_box, handle, image_exists, image_file, mask_to_rle, rle_to_mask
+from .atomic import StagedFiles, staged_files
+from .records import (
+    BadRecord, Record, SkipReport, attributes_field, check_box, checked_records, handle, image_file, image_path,
+    mask_to_rle, numbers, positive_int, rle_to_mask, text_field,
+)
 
 
 class CocoWriter:
@@ -77,81 +80,155 @@ class CocoWriter:
         return {"images": self.images, "annotations": self.annotations, "categories": list(self.categories.values())}
 
     def write(self, path: str | os.PathLike) -> None:
-        Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(self.to_json()))
+        """Write the COCO file atomically: a reader sees the old file or the whole new one."""
+        with staged_files() as staged:
+            self.stage(path, staged)
+
+    def stage(self, path: str | os.PathLike, staged: StagedFiles) -> None:
+        """Write the COCO file as part of `staged`, to become `path` when the whole write does."""
+        staged.path(path).write_text(json.dumps(self.to_json()))
 
 
 class CocoDataset:
-    """Records of a COCO file; images are opened only when a record is used."""
+    """Records of a COCO file; images are opened only when a record is used. The file is indexed
+    and checked here, not by pycocotools, whose index asserts on some mistakes and silently drops
+    the annotations of an image that is not there."""
 
     def __init__(self, path: str | os.PathLike, image_root: str | os.PathLike | None = None,
                  lenient: bool = False, report: SkipReport | None = None):
-        from pycocotools.coco import COCO
-
         self.path = Path(path)
-        if not self.path.exists():
-            raise FileNotFoundError(f"COCO file not found: {self.path}")
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-            self.coco = COCO(str(self.path))
         self.image_root = Path(image_root) if image_root is not None else self.path.parent
-        self.image_ids = sorted(self.coco.imgs)
         self.lenient, self.report = lenient, report
+        data = self._load()
+        self.images = self._by_id(data, "images")
+        self.categories = self._categories(data)
+        self.image_annotations = self._annotations_by_image(data)
+        self.image_ids = sorted(self.images, key=lambda image_id: (isinstance(image_id, str), image_id))
+
+    def _load(self) -> dict:
+        if not self.path.exists():
+            raise MissingInputError(f"COCO file not found: {self.path}")
+        try:
+            with open(self.path, "rb") as file:
+                data = json.load(file)
+        except (json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise InputError(f"{self.path}: not valid JSON ({error})") from None
+        if not isinstance(data, dict):
+            raise InputError(f"{self.path}: a COCO file must be a JSON object with 'images', 'annotations' and "
+                             f"'categories', got a {type(data).__name__}")
+        return data
+
+    def _list(self, data: dict, key: str, default: list | None = None) -> list:
+        entries = data.get(key, default)
+        if not isinstance(entries, list):
+            raise InputError(f"{self.path}: field {key!r} must be a list, got {entries!r:.80}")
+        return entries
+
+    def _by_id(self, data: dict, key: str) -> dict[int | str, dict]:
+        """The entries of `data[key]` (images or categories) by their unique id."""
+        entries = {}
+        for k, entry in enumerate(self._list(data, key)):
+            entry_id = entry.get("id") if isinstance(entry, dict) else None
+            if not _is_id(entry_id):
+                raise InputError(f"{self.path}, {key}[{k}]: must be an object with an integer field 'id', got {entry!r:.80}")
+            if entry_id in entries:
+                raise InputError(f"{self.path}, {key}[{k}]: field 'id' {entry_id!r} is used twice")
+            entries[entry_id] = entry
+        return entries
+
+    def _categories(self, data: dict) -> dict[int | str, dict]:
+        categories = self._by_id(data, "categories")
+        for category_id, category in categories.items():
+            where = f"{self.path}, category id {category_id}"
+            name, keypoints = category.get("name"), category.get("keypoints")
+            if not isinstance(name, str) or not name:
+                raise InputError(f"{where}: field 'name' must be a non-empty string, got {name!r}")
+            if keypoints is not None and not (isinstance(keypoints, list) and all(isinstance(k, str) for k in keypoints)):
+                raise InputError(f"{where}: field 'keypoints' must be a list of keypoint names, got {keypoints!r}")
+        return categories
+
+    def _annotations_by_image(self, data: dict) -> dict[int | str, list[dict]]:
+        by_image: dict[int | str, list[dict]] = {image_id: [] for image_id in self.images}
+        for k, annotation in enumerate(self._list(data, "annotations", default=[])):
+            try:
+                by_image[self._image_of(annotation, k)].append(annotation)
+            except BadRecord as error:
+                handle(error, self.lenient, self.report, "bad annotations")
+        return by_image
+
+    def _image_of(self, annotation: object, k: int) -> int | str:
+        if not isinstance(annotation, dict):
+            raise BadRecord(f"{self.path}, annotations[{k}]: an annotation must be a JSON object, got {annotation!r:.80}")
+        image_id = annotation.get("image_id")
+        if not (_is_id(image_id) and image_id in self.images):
+            raise BadRecord(f"{self.path}, annotation id {annotation.get('id')}: field 'image_id' {image_id!r} names no image")
+        return image_id
 
     def __len__(self) -> int:
         return len(self.image_ids)
 
     def __getitem__(self, i: int) -> Record:
-        info = self.coco.imgs[self.image_ids[i]]
-        width, height = info["width"], info["height"]
+        image_id = self.image_ids[i]
+        info = self.images[image_id]
+        where = f"{self.path}, image id {image_id}"
+        file = image_path(self.image_root, info.get("file_name"), where, "file_name")
+        width, height = positive_int(info.get("width"), where, "width"), positive_int(info.get("height"), where, "height")
         annotations = []
-        for data in self.coco.imgToAnns.get(info["id"], []):
+        for data in self.image_annotations[image_id]:
             where = f"{self.path}, image {info['file_name']!r}, annotation id {data.get('id')}"
             try:
                 annotations.append(self._annotation(data, width, height, where))
             except BadRecord as error:
                 handle(error, self.lenient, self.report, "bad annotations")
-        return Record(str(self.image_root / info["file_name"]), width, height, annotations, name=Path(info["file_name"]).stem)
+        return Record(file, width, height, annotations, name=Path(info["file_name"]).stem)
 
     def _annotation(self, data: dict, width: int, height: int, where: str) -> Annotation:
-        category = self.coco.cats.get(data.get("category_id"))
+        category_id = data.get("category_id")
+        category = self.categories.get(category_id) if _is_id(category_id) else None
         if category is None:
-            raise BadRecord(f"{where}: unknown category_id {data.get('category_id')!r}")
-        bbox = data.get("bbox")
-        if not isinstance(bbox, list) or len(bbox) != 4:
-            raise BadRecord(f"{where}: field 'bbox' must be [x, y, w, h], got {bbox!r}")
-        box = check_box([bbox[0], bbox[1], bbox[0] + bbox[2], bbox[1] + bbox[3]], width, height, where)
+            raise BadRecord(f"{where}: unknown category_id {category_id!r}")
+        x, y, w, h = numbers(data.get("bbox"), where, "bbox", 4)
+        box = check_box([x, y, x + w, y + h], width, height, where)
         segmentation = data.get("segmentation")
+        mask = rle_to_mask(segmentation, width, height, where, "segmentation") if segmentation else None
         # One polygon (an OCR quadrilateral, a simple outline) is kept as a polygon too.
         is_polygon = isinstance(segmentation, list) and len(segmentation) == 1
-        mask = rle_to_mask(segmentation, width, height) if segmentation else None
-        keypoints = None
-        if data.get("keypoints") and category.get("keypoints"):
-            triplets = data["keypoints"]
-            keypoints = {
-                name: [float(triplets[3 * k]), float(triplets[3 * k + 1])] if triplets[3 * k + 2] > 0 else None
-                for k, name in enumerate(category["keypoints"])
-            }
-        attributes = dict(data.get("attributes") or {})
+        attributes = attributes_field(data, where)
         if data.get("iscrowd"):
             attributes["iscrowd"] = "1"
         return Annotation(
             category["name"], box, mask=mask,
             polygon=list(segmentation[0]) if is_polygon else None,
-            text=data.get("text"), keypoints=keypoints, attributes=attributes,
+            text=text_field(data, where), keypoints=self._keypoints(data, category, where), attributes=attributes,
         )
 
+    @staticmethod
+    def _keypoints(data: dict, category: dict, where: str) -> dict[str, list[float] | None] | None:
+        """x, y, v triplets, one per keypoint name of the category → name → [x, y] (None: v = 0)."""
+        names = category.get("keypoints")
+        if not data.get("keypoints") or not names:
+            return None
+        triplets = numbers(data["keypoints"], where, "keypoints", 3 * len(names))
+        return {
+            name: [triplets[3 * k], triplets[3 * k + 1]] if triplets[3 * k + 2] > 0 else None
+            for k, name in enumerate(names)
+        }
+
     def __iter__(self) -> Iterator[Record]:
-        for i in range(len(self)):
-            record = self[i]
-            if image_exists(record, str(self.path), self.lenient, self.report):
-                yield record
+        return checked_records(self, str(self.path))
+
+
+def _is_id(value: object) -> bool:
+    """COCO ids are integers; strings are taken too, as pycocotools takes any hashable value."""
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
 
 
 def write_coco(records: Iterable[Record], path: str | os.PathLike) -> int:
-    """A COCO file for records; decoded images (from TSV) are saved as PNG beside it."""
+    """A COCO file for records, written atomically with the images it stores (see `image_file`)."""
     writer = CocoWriter()
     root = Path(path).parent
-    for i, record in enumerate(records):
-        writer.add(record, image_file(record, i, root))
-    writer.write(path)
+    with staged_files() as staged:
+        for i, record in enumerate(records):
+            writer.add(record, image_file(record, i, root, staged))
+        writer.stage(path, staged)
     return len(writer.images)

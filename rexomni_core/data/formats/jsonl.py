@@ -2,7 +2,7 @@
 
 Annotations are `{"category", "bbox": [x0, y0, x1, y1], "mask"?: RLE, "polygon"?, "text"?,
 "keypoints"?: {name: [x, y] | null}, "attributes"?}` in pixels; `image` is a path relative to
-the JSONL file's folder (or absolute).
+the JSONL file's folder that stays inside it.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import os
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from .atomic import staged_files
 from .lines import LineFile
-from .records import BadRecord, Record, SkipReport, handle, image_exists, image_file, record_from_json, record_to_json
+from .records import BadRecord, Record, SkipReport, checked_records, image_file, image_path, record_from_json, record_to_json
 
 
 class JsonlDataset:
@@ -33,29 +34,21 @@ class JsonlDataset:
             data = json.loads(self.lines.line(i))
         except json.JSONDecodeError as error:
             raise BadRecord(f"{where}: not valid JSON ({error.msg})") from None
-        image = data.get("image") if isinstance(data, dict) else None
-        if not isinstance(image, str):
-            raise BadRecord(f"{where}: field 'image' must be a path")
-        return record_from_json(data, where, str(self.root / image), self.lenient, self.report)
+        if not isinstance(data, dict):
+            raise BadRecord(f"{where}: a record must be a JSON object")
+        image = image_path(self.root, data.get("image"), where, "image")
+        return record_from_json(data, where, image, self.lenient, self.report)
 
     def __iter__(self) -> Iterator[Record]:
-        for i in range(len(self)):
-            try:
-                record = self[i]
-            except BadRecord as error:
-                handle(error, self.lenient, self.report, "bad records")
-                continue
-            if image_exists(record, str(self.lines.path), self.lenient, self.report):
-                yield record
+        return checked_records(self, str(self.lines.path))
 
 
 def write_jsonl(records: Iterable[Record], path: str | os.PathLike) -> int:
-    """Write records; decoded images are saved as PNG in `images/` beside the file. Returns the count."""
+    """Write records (atomically, with the images it stores: see `image_file`). Returns the count."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     count = 0
-    with open(path, "w") as out:
+    with staged_files() as staged, open(staged.path(path), "w") as out:
         for i, record in enumerate(records):
-            out.write(json.dumps(record_to_json(record, image_file(record, i, path.parent))) + "\n")
+            out.write(json.dumps(record_to_json(record, image_file(record, i, path.parent, staged))) + "\n")
             count += 1
     return count

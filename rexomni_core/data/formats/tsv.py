@@ -2,7 +2,8 @@
 
 `images.tsv` line i: `<name>\t<base64 of the encoded image file>`; `annotations.tsv` line i:
 `<name>\t<JSON record>` (the JSONL record without `image`); each `.lineidx` holds the byte offset
-of every line, so any record is one seek away and the dataset is never loaded whole.
+of every line, so any record is one seek away and the dataset is never loaded whole. The four
+files are written together (see `atomic`): a `.lineidx` always belongs to the TSV beside it.
 """
 
 from __future__ import annotations
@@ -17,10 +18,17 @@ from typing import Iterable, Iterator
 
 from PIL import Image
 
-from .lines import LineFile, write_lineidx
-from .records import BadRecord, Record, SkipReport, handle, record_from_json, record_to_json
+from .atomic import staged_files
+from .lines import LineFile, index_path, write_lineidx
+from .records import BadRecord, Record, SkipReport, checked_records, encoded_image, record_from_json, record_to_json
 
 IMAGES, ANNOTATIONS = "images.tsv", "annotations.tsv"
+
+
+def tsv_files(folder: str | os.PathLike) -> tuple[Path, Path, Path, Path]:
+    """images.tsv, annotations.tsv and their .lineidx files: the whole dataset in `folder`."""
+    images, annotations = Path(folder) / IMAGES, Path(folder) / ANNOTATIONS
+    return images, annotations, index_path(images), index_path(annotations)
 
 
 def _split(line: str, where: str) -> tuple[str, str]:
@@ -32,8 +40,8 @@ def _split(line: str, where: str) -> tuple[str, str]:
 
 class TsvDataset:
     def __init__(self, folder: str | os.PathLike, lenient: bool = False, report: SkipReport | None = None):
-        folder = Path(folder)
-        self.images, self.annotations = LineFile(folder / IMAGES), LineFile(folder / ANNOTATIONS)
+        images, annotations, images_index, annotations_index = tsv_files(folder)
+        self.images, self.annotations = LineFile(images, images_index), LineFile(annotations, annotations_index)
         if len(self.images) != len(self.annotations):
             raise BadRecord(
                 f"{folder}: {IMAGES} has {len(self.images)} lines but {ANNOTATIONS} has {len(self.annotations)}"
@@ -64,39 +72,23 @@ class TsvDataset:
         return record
 
     def __iter__(self) -> Iterator[Record]:
-        for i in range(len(self)):
-            try:
-                yield self[i]
-            except BadRecord as error:
-                handle(error, self.lenient, self.report, "bad records")
-
-
-def _encoded_image(record: Record) -> bytes:
-    """The image file's own bytes (no re-encoding) for a path; PNG for decoded pixels."""
-    if isinstance(record.image, str):
-        try:
-            return Path(record.image).read_bytes()
-        except FileNotFoundError:
-            raise FileNotFoundError(f"record {record.name!r}: image file not found: {record.image}") from None
-    buffer = io.BytesIO()
-    record.image.save(buffer, format="PNG")
-    return buffer.getvalue()
+        return checked_records(self, str(self.annotations.path))
 
 
 def write_tsv(records: Iterable[Record], folder: str | os.PathLike) -> int:
     """Write images.tsv, annotations.tsv and both .lineidx files; returns the record count."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     image_offsets, annotation_offsets = [], []
-    with open(folder / IMAGES, "wb") as images, open(folder / ANNOTATIONS, "wb") as annotations:
-        for i, record in enumerate(records):
-            name = record.name or str(i)
-            if "\t" in name or "\n" in name:
-                raise BadRecord(f"record {name!r}: a TSV name cannot hold tabs or newlines")
-            image_offsets.append(images.tell())
-            images.write(f"{name}\t".encode() + base64.b64encode(_encoded_image(record)) + b"\n")
-            annotation_offsets.append(annotations.tell())
-            annotations.write(f"{name}\t{json.dumps(record_to_json(record, None))}\n".encode())
-    write_lineidx(folder / "images.lineidx", image_offsets)
-    write_lineidx(folder / "annotations.lineidx", annotation_offsets)
+    with staged_files() as staged:
+        images_file, annotations_file, images_index, annotations_index = map(staged.path, tsv_files(folder))
+        with open(images_file, "wb") as images, open(annotations_file, "wb") as annotations:
+            for i, record in enumerate(records):
+                name = record.name or str(i)
+                if "\t" in name or "\n" in name:
+                    raise BadRecord(f"record {name!r}: a TSV name cannot hold tabs or newlines")
+                image_offsets.append(images.tell())
+                images.write(f"{name}\t".encode() + base64.b64encode(encoded_image(record)) + b"\n")
+                annotation_offsets.append(annotations.tell())
+                annotations.write(f"{name}\t{json.dumps(record_to_json(record, None))}\n".encode())
+        write_lineidx(images_index, image_offsets)
+        write_lineidx(annotations_index, annotation_offsets)
     return len(image_offsets)

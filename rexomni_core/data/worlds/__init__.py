@@ -8,6 +8,7 @@ from .keypoints import generate_keypoints
 from .ocr import generate_ocr
 from .shapes import CATEGORIES as SHAPE_CATEGORIES
 from .shapes import generate_shapes
+from ...errors import InputError
 
 GENERATORS = {
     "shapes": generate_shapes,
@@ -30,7 +31,7 @@ def generate(world: str, seed: int, split: str = "normal") -> Scene:
     try:
         generator = GENERATORS[world]
     except KeyError:
-        raise ValueError(f"unknown world {world!r}; known worlds: {', '.join(WORLDS)}") from None
+        raise InputError(f"unknown world {world!r}; known worlds: {', '.join(WORLDS)}") from None
     return generator(seed, split)
 
 

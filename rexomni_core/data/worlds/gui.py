@@ -15,6 +15,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .common import Annotation, Scene, load_font, maybe_blur, random_font_file
+from ...errors import InputError
 
 ROLES = ("title bar", "text field", "checkbox", "button", "icon")
 APP_TITLES = ("Notes", "Mail", "Settings", "Photos", "Editor", "Music", "Files", "Calendar", "Maps", "Chat")
@@ -196,7 +197,7 @@ class _Screen:
 
 def generate_gui(seed: int, split: str = "normal") -> Scene:
     if split != "normal":
-        raise ValueError(f"the gui world has only the 'normal' split, got {split!r}")
+        raise InputError(f"the gui world has only the 'normal' split, got {split!r}")
     rng = np.random.default_rng([seed, 3])
     width, height = int(rng.integers(240, 385)), int(rng.integers(200, 385))
     screen = _Screen(rng, width, height)

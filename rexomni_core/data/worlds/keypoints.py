@@ -15,6 +15,7 @@ from PIL import Image, ImageDraw
 
 from ...tasks import KEYPOINT_SCHEMAS
 from .common import Annotation, Mask, Scene, background, background_colour, image_size, maybe_blur
+from ...errors import InputError
 
 PERSON = "person"
 KEYPOINT_NAMES = KEYPOINT_SCHEMAS[PERSON]
@@ -81,7 +82,7 @@ def _draw_figure(draw: ImageDraw.ImageDraw, pose: dict[str, np.ndarray], scale: 
 
 def generate_keypoints(seed: int, split: str = "normal") -> Scene:
     if split != "normal":
-        raise ValueError(f"the keypoints world has only the 'normal' split, got {split!r}")
+        raise InputError(f"the keypoints world has only the 'normal' split, got {split!r}")
     rng = np.random.default_rng([seed, 4])
     width, height = image_size(rng)
     canvas = background(rng, width, height)

@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .common import Annotation, Scene, dilate, image_size, linear_gradient, load_font, maybe_blur, random_font_file
+from ...errors import InputError
 
 ALPHABET = string.ascii_uppercase + string.digits
 MIN_WORD, MAX_WORD = 3, 10
@@ -151,7 +152,7 @@ def _fitted_text(words, angle, font_size, rng, width, height) -> _TextItem | Non
 
 def generate_ocr(seed: int, split: str = "normal") -> Scene:
     if split != "normal":
-        raise ValueError(f"the ocr world has only the 'normal' split, got {split!r}")
+        raise InputError(f"the ocr world has only the 'normal' split, got {split!r}")
     rng = np.random.default_rng([seed, 2])
     width, height = image_size(rng)
     colour, canvas = text_backdrop(rng, width, height)

@@ -27,6 +27,7 @@ from .common import (
     maybe_blur,
     supersampled_alpha,
 )
+from ...errors import InputError
 
 SHAPES = ("circle", "square", "triangle", "star", "hexagon")
 COLOURS = tuple(OBJECT_COLOURS)
@@ -62,7 +63,7 @@ def split_config(split: str) -> ShapesConfig:
     try:
         return SPLITS[split]
     except KeyError:
-        raise ValueError(f"unknown shapes split {split!r}; known: {', '.join(SPLITS)}") from None
+        raise InputError(f"unknown shapes split {split!r}; known: {', '.join(SPLITS)}") from None
 
 
 def _outline(shape: str, rng: np.random.Generator) -> np.ndarray | None:
