@@ -23,7 +23,7 @@ DECODERS = ("center", "official")
 
 # Every coordinate token, in bin order; `<k>` for k in 0..999.
 COORDINATE_TOKENS = tuple(f"<{k}>" for k in range(NUM_BINS))
-_TOKEN = re.compile(r"<(\d+)>")
+_TOKEN = re.compile(r"<([0-9]+)>")  # ASCII digits: int() would also read "٣"
 
 
 def check_decoder(decode: str) -> str:

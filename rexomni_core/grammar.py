@@ -38,7 +38,7 @@ UNVISIBLE = "unvisible"
 
 _MARKER = re.compile(r"<\|(object_ref_start|object_ref_end|box_start|box_end)\|>")
 _STOP = re.compile(r"<\|(?:im_end|endoftext)\|>")
-_REGION = re.compile(r"\s*(?:<(?:0|[1-9]\d*)>\s*)+")
+_REGION = re.compile(r"\s*(?:<(?:0|[1-9][0-9]*)>\s*)+")
 _FENCE = "```"
 _INSTANCE_CATEGORY = re.compile(r"^([a-zA-Z_]+)")
 

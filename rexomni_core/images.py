@@ -5,9 +5,11 @@ Torch-free, so data formats, evaluators and the app can load images the same way
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -54,19 +56,34 @@ def load_image(image: Image.Image | np.ndarray | str | os.PathLike) -> Image.Ima
 
 
 def _open(path: Path) -> Image.Image:
+    with _opened(path) as opened:
+        return opened.copy()
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of an image file from its header, without decoding it; refused like
+    `load_image` refuses (a missing, unreadable or absurdly large file)."""
+    with _opened(Path(path)) as opened:
+        return opened.size
+
+
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[Image.Image]:
+    """The file opened by PIL with its size checked from the header; any failure to read it
+    (here or while the caller decodes it) is an `InputError` naming the file."""
     if not path.is_file():
         raise MissingInputError(f"no image at {path}")
     try:
         with warnings.catch_warnings():
-            # PIL warns (and only past twice the limit raises) on huge images; the header check
-            # below refuses them before any pixel is decoded.
+            # PIL warns (and only past twice the limit raises) on huge images; the size check
+            # refuses them before any pixel is decoded.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as opened:
-                check_image_size(*opened.size, source=str(path))  # from the header, before decoding
-                return opened.copy()
+                check_image_size(*opened.size, source=str(path))
+                yield opened
+    except InputError:
+        raise
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as error:
-        if isinstance(error, InputError):
-            raise
         raise InputError(f"{path}: not a readable image ({type(error).__name__}: {error})") from None
 
 

@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from .tasks import TASKS, split_categories
+from .errors import InputError
+from .tasks import TASKS, build_prompt, split_categories
 
 
 def register(subparsers) -> None:
@@ -26,11 +27,51 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--model", help="checkpoint directory or hub id (default: embedded nano)")
     parser.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--max-new-tokens", type=int, help="cap on generated tokens (default: the checkpoint's, else 2048)")
+    parser.add_argument("--batch-size", type=positive_int, default=4)
+    parser.add_argument("--max-new-tokens", type=positive_int, help="cap on generated tokens (default: the checkpoint's, else 2048)")
     parser.add_argument("--json", action="store_true", help="print one JSON record per image")
     parser.add_argument("--out", type=Path, help="write <image>.json and <image>.png (annotated) here")
+    parser.add_argument("--overwrite", action="store_true", help="replace result files already in --out")
     parser.set_defaults(func=run_predict)
+
+
+def positive_int(text: str) -> int:
+    """argparse type: a whole number ≥ 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def check_requests(args: argparse.Namespace, categories: list[str] | None) -> None:
+    """Every image readable and every prompt buildable, before the model loads (seconds)."""
+    from .images import image_size
+
+    for path in args.images:
+        width, height = image_size(path)
+        build_prompt(args.task, categories, keypoint_type=args.keypoint_type,
+                     visual_prompt_boxes=args.visual_prompt, width=width, height=height)
+
+
+def output_files(images: list[str], out: Path, overwrite: bool) -> list[tuple[Path, Path]]:
+    """(JSON, PNG) result paths of each image: `out/<stem>.json`, with `<stem>-2`, … for images
+    of the same name, so none overwrites another's; results already in `out` are kept unless
+    `overwrite`."""
+    files, taken = [], set()
+    for path in images:
+        stem, n = Path(path).stem, 1
+        while stem in taken:
+            n += 1
+            stem = f"{Path(path).stem}-{n}"
+        taken.add(stem)
+        files.append((out / f"{stem}.json", out / f"{stem}.png"))
+    existing = [str(file) for pair in files for file in pair if file.exists()]
+    if existing and not overwrite:
+        raise InputError(f"--out already holds results ({', '.join(existing[:3])}, …); pass --overwrite or another --out")
+    return files
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -38,6 +79,8 @@ def run_predict(args: argparse.Namespace) -> int:
     from .viz import annotate
 
     categories = split_categories(args.categories) if args.categories else None
+    check_requests(args, categories)
+    results = output_files(args.images, args.out, args.overwrite) if args.out else []
     model = RexOmni.from_pretrained(args.model, device=args.device)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
@@ -51,16 +94,16 @@ def run_predict(args: argparse.Namespace) -> int:
             visual_prompt_boxes=None if args.visual_prompt is None else [args.visual_prompt] * len(paths),
             **({"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}),
         )
-        for path, prediction in zip(paths, predictions):
+        for offset, (path, prediction) in enumerate(zip(paths, predictions)):
             record = {"image": str(path), **prediction.to_dict()}
             if args.json:
                 print(json.dumps(record))
             else:
                 print(_summary(record))
             if args.out:
-                stem = args.out / Path(path).stem
-                stem.with_suffix(".json").write_text(json.dumps(record, indent=1))
-                annotate(load_image(path), prediction).save(stem.with_suffix(".png"))
+                json_file, png_file = results[start + offset]
+                json_file.write_text(json.dumps(record, indent=1))
+                annotate(load_image(path), prediction).save(png_file)
     return 0
 
 

@@ -441,3 +441,10 @@ def test_parse_command_reports_bad_size_in_one_line(capsys):
 
     assert main(["parse", "--width", "0", "--height", "10", "x"]) == 2
     assert "image width must be a positive number" in capsys.readouterr().err
+
+
+def test_non_ascii_digits_are_not_coordinates():
+    # int() reads Arabic-Indic digits, so a permissive regex once took "<١٣>" for bin 13.
+    text = f"{REF_START}cat{REF_END}{BOX_START}<١><٢><٣><٤>{BOX_END}"
+    prediction = parse(text, 100, 100)
+    assert prediction.regions == [] and prediction.problems

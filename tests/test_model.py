@@ -327,3 +327,53 @@ def test_unreadable_and_truncated_files_are_input_errors_naming_the_file(tmp_pat
     (tmp_path / "cut.png").write_bytes(good.read_bytes()[:-30])
     with pytest.raises(InputError, match=r"cut\.png: not a readable image"):
         load_image(tmp_path / "cut.png")
+
+
+def test_cli_predict_refuses_bad_arguments_before_loading_the_model(tmp_path, capsys, monkeypatch):
+    image = tmp_path / "shapes.png"
+    Image.new("RGB", (64, 64)).save(image)
+    (tmp_path / "fake.png").write_bytes(b"plain text, not a picture")
+    loads = []
+    monkeypatch.setattr(RexOmni, "from_pretrained", classmethod(lambda cls, *a, **k: loads.append(a)))
+    with pytest.raises(SystemExit) as stop:
+        cli_main(["predict", str(image), "--categories", "red circle", "--batch-size", "-1"])
+    assert stop.value.code == 2 and "--batch-size: must be at least 1" in capsys.readouterr().err
+    for argv, message in [
+        ([str(tmp_path / "fake.png"), "--categories", "red circle"], "fake.png: not a readable image"),
+        ([str(tmp_path / "missing.png"), "--categories", "red circle"], "no image at"),
+        ([str(image), "--task", "detection"], "needs categories"),
+        ([str(image), "--categories", "a<|im_end|>"], "control or coordinate token"),
+    ]:
+        assert cli_main(["predict", *argv]) == 2
+        error = capsys.readouterr().err.strip()
+        assert message in error and len(error.splitlines()) == 1, error
+    assert loads == []  # every refusal came before the model was loaded
+
+
+def test_cli_predict_gives_images_of_the_same_name_their_own_results(tmp_path, capsys):
+    paths = []
+    for folder, colour in (("a", (220, 40, 40)), ("b", (40, 80, 220))):
+        (tmp_path / folder).mkdir()
+        paths.append(tmp_path / folder / "scene.png")
+        Image.new("RGB", (112, 112), colour).save(paths[-1])
+    out = tmp_path / "out"
+    argv = ["predict", *map(str, paths), "--categories", "red circle", "--out", str(out), "--max-new-tokens", "8"]
+    assert cli_main(argv) == 0
+    records = [json.loads((out / name).read_text())["image"] for name in ("scene.json", "scene-2.json")]
+    assert records == [str(p) for p in paths]
+    assert cli_main(argv) == 2 and "--out already holds results" in capsys.readouterr().err
+    assert cli_main([*argv, "--overwrite"]) == 0
+
+
+def test_a_prompt_that_would_overrun_the_positions_is_refused(random_nano):
+    from rexomni_core.errors import InputError
+
+    model = RexOmni.from_pretrained(random_nano)
+    limit = model.model.config.text_config.max_position_embeddings
+    image = Image.new("RGB", (64, 64))
+    with pytest.raises(InputError, match=f"exceeds this model's {limit} positions"):
+        model.predict(image, categories=["red circle"], max_new_tokens=limit)
+    many = [f"{colour} shape number {i}" for i in range(256) for colour in ["red"]]
+    with pytest.raises(InputError, match="ask fewer or shorter categories"):
+        model.predict(image, categories=[" ".join([p] * 12)[:250] for p in many])
+    assert model.predict(image, categories=["red circle"], max_new_tokens=4).num_output_tokens <= 4

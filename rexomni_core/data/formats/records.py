@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from ...errors import InputError, MissingInputError
+from ...images import load_image
 from ..worlds.common import Annotation, Mask
 from .atomic import StagedFiles
 
@@ -40,12 +41,13 @@ class Record:
     name: str = ""
 
     def load_image(self) -> Image.Image:
+        """The record's pixels as the model reads them (8-bit RGB; unreadable files refused)."""
         if isinstance(self.image, Image.Image):
             return self.image
         try:
-            return Image.open(self.image).convert("RGB")
-        except FileNotFoundError:
-            raise MissingInputError(f"record {self.name!r}: image file not found: {self.image}") from None
+            return load_image(self.image)
+        except InputError as error:
+            raise type(error)(f"record {self.name!r}: {error}") from None
 
 
 class BadRecord(InputError):
