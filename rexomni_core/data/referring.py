@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 
-from .worlds import Annotation
+from .annotations import Annotation
 
 SIZE_RATIO = 1.3  # the largest object's area must exceed the runner-up's by this factor
 

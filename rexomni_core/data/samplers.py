@@ -24,7 +24,8 @@ from ..regions import Box, Keypoints, Point, Polygon, Region
 from ..tasks import KEYPOINT_SCHEMAS, SYSTEM_PROMPT, sample_prompt
 from .engines.pointing import mask_to_point
 from .referring import referring_expressions
-from .worlds import Annotation, Scene, generate
+from .annotations import Annotation, Scene
+from .worlds import generate
 from .worlds.shapes import CATEGORIES as SHAPE_CATEGORIES
 from ..errors import InputError
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
 from ..formats.records import Record
-from ..worlds.common import Annotation
+from ..annotations import Annotation
 
 PhraseExtractor = Callable[[str], list[str]]
 

@@ -15,7 +15,7 @@ from typing import Iterable, Iterator, Sequence
 
 from ...errors import InputError, MissingInputError
 from ...tasks import KEYPOINT_SCHEMAS
-from ..worlds.common import Annotation
+from ..annotations import Annotation
 from .atomic import StagedFiles, staged_files
 from .records import (
     BadRecord, Record, SkipReport, attributes_field, check_box, checked_records, handle, image_file, image_path,

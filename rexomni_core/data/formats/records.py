@@ -25,7 +25,7 @@ from PIL import Image
 
 from ...errors import InputError, MissingInputError
 from ...images import load_image
-from ..worlds.common import Annotation, Mask
+from ..annotations import Annotation, Mask
 from .atomic import StagedFiles
 
 # Coordinates may overshoot the image by rounding; more than this is an error.

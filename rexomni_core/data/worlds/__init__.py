@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .common import Annotation, Mask, Scene
+from ..annotations import Scene
 from .gui import ROLES, generate_gui
 from .keypoints import generate_keypoints
 from .ocr import generate_ocr
@@ -35,4 +35,4 @@ def generate(world: str, seed: int, split: str = "normal") -> Scene:
     return generator(seed, split)
 
 
-__all__ = ["Annotation", "Mask", "Scene", "GENERATORS", "WORLDS", "WORLD_CATEGORIES", "generate"]
+__all__ = ["GENERATORS", "WORLDS", "WORLD_CATEGORIES", "generate"]

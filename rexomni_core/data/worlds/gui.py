@@ -14,7 +14,8 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .common import Annotation, Scene, load_font, maybe_blur, random_font_file
+from ..annotations import Annotation, Scene
+from .common import load_font, maybe_blur, random_font_file
 from ...errors import InputError
 
 ROLES = ("title bar", "text field", "checkbox", "button", "icon")

@@ -14,7 +14,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from ...tasks import KEYPOINT_SCHEMAS
-from .common import Annotation, Mask, Scene, background, background_colour, image_size, maybe_blur
+from ..annotations import Annotation, Mask, Scene
+from .common import background, background_colour, image_size, maybe_blur
 from ...errors import InputError
 
 PERSON = "person"

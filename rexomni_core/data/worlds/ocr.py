@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .common import Annotation, Scene, dilate, image_size, linear_gradient, load_font, maybe_blur, random_font_file
+from ..annotations import Annotation, Scene
+from .common import dilate, image_size, linear_gradient, load_font, maybe_blur, random_font_file
 from ...errors import InputError
 
 ALPHABET = string.ascii_uppercase + string.digits

@@ -14,11 +14,9 @@ import numpy as np
 from PIL import Image
 
 from ...eval.matching import box_iou_matrix
+from ..annotations import Annotation, Mask, Scene
 from .common import (
     OBJECT_COLOURS,
-    Annotation,
-    Mask,
-    Scene,
     alpha_to_mask,
     background,
     dilate,
