@@ -75,7 +75,8 @@ def output_files(images: list[str], out: Path, overwrite: bool) -> list[tuple[Pa
 
 
 def run_predict(args: argparse.Namespace) -> int:
-    from .model import RexOmni, load_image
+    from .images import load_image
+    from .model import RexOmni
     from .viz import annotate
 
     categories = split_categories(args.categories) if args.categories else None

@@ -218,6 +218,8 @@ class Prediction:
         A phrase missing from `category_ids` raises (`unknown="error"`) or is left out
         (`unknown="skip"`).
         """
+        from .coco import result_record  # coco.py builds on the region types defined here
+
         if unknown not in ("error", "skip"):
             raise InputError(f"unknown must be 'error' or 'skip', got {unknown!r}")
         missing = sorted({r.phrase for r in self.regions} - set(category_ids))
@@ -226,27 +228,11 @@ class Prediction:
                 f"phrases without a category id: {missing}; pass them in category_ids "
                 "or use unknown='skip'"
             )
-        records = []
-        for region in self.regions:
-            if region.phrase not in category_ids:
-                continue
-            x0, y0, x1, y1 = region.bounds()
-            record: dict[str, Any] = {
-                "image_id": image_id,
-                "category_id": category_ids[region.phrase],
-                "bbox": [x0, y0, x1 - x0, y1 - y0],
-                "score": 1.0 if region.score is None else float(region.score),
-            }
-            if region.kind == "polygon":
-                record["segmentation"] = [list(region.coords)]
-            elif region.kind == "point":
-                record["point"] = list(region.coords)
-            elif region.kind == "keypoints":
-                record["keypoints"] = _coco_keypoint_triplets(region)
-            if region.text is not None:
-                record["text"] = region.text
-            records.append(record)
-        return records
+        return [
+            result_record(region, image_id, category_ids[region.phrase])
+            for region in self.regions
+            if region.phrase in category_ids
+        ]
 
 
 def region_to_dict(region: Region) -> dict[str, Any]:
@@ -285,13 +271,6 @@ def _official_region(region: Region) -> dict[str, Any]:
     if region.kind == "polygon":
         return {"type": "polygon", "coords": region.vertices}
     return {"type": region.kind, "coords": list(region.coords)}
-
-
-def _coco_keypoint_triplets(region: Keypoints) -> list[float]:
-    triplets: list[float] = []
-    for xy in region.coords.values():
-        triplets.extend([xy[0], xy[1], 2] if xy is not None else [0.0, 0.0, 0])
-    return triplets
 
 
 def _keypoints_to_supervision(regions: Sequence[Region], class_ids, np, sv):

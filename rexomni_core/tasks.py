@@ -18,7 +18,7 @@ import math
 import random
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Literal, Sequence
 
 from .coords import check_size, quantize_xy, tokens_text
 from .errors import InputError
@@ -41,23 +41,39 @@ MAX_PHRASE_CHARS = 256
 _CONTROL_TEXT = re.compile(r"<\|?/?\w+\|?>")
 
 
+# What a task asks about, which decides how its queries are built and scored (`eval run`), and
+# how its answer reads (`ocr` answers name each region by its text).
+Family = Literal["boxes", "points", "ocr", "gui", "keypoints"]
+
+
 @dataclass(frozen=True)
 class Task:
-    """One task: its released prompt template, the regions its answer holds, what it needs."""
+    """One task: its released prompt template, the regions its answer holds, what it needs.
+
+    The one registry of task knowledge: samplers, rewards, the grammar and `eval run` read these
+    fields rather than keep tables of task names.
+    """
 
     name: str
     template: str
     region_kind: str  # box | point | polygon | keypoints
+    family: Family
     needs_categories: bool = True
     needs_visual_prompt: bool = False
     needs_keypoint_type: bool = False
-    ocr: bool = False
+    # Prompts may also name categories the image lacks, answered `None` (training negatives).
+    absent_phrases: bool = False
     paraphrases: tuple[str, ...] = ()
 
     @property
     def templates(self) -> tuple[str, ...]:
         """The released template first, then the paraphrases."""
         return (self.template,) + self.paraphrases
+
+    @property
+    def ocr(self) -> bool:
+        """Whether the answer names each region by the text it reads."""
+        return self.family == "ocr"
 
 
 _DETECTION_PARAPHRASES = (
@@ -113,16 +129,17 @@ _DETECTION_TEMPLATE = (
 TASKS: dict[str, Task] = {
     task.name: task
     for task in (
-        Task("detection", _DETECTION_TEMPLATE, "box", paraphrases=_DETECTION_PARAPHRASES),
+        Task("detection", _DETECTION_TEMPLATE, "box", "boxes", absent_phrases=True, paraphrases=_DETECTION_PARAPHRASES),
         # Referring expressions are asked exactly like detection; the name keeps data and
         # metrics apart.
-        Task("referring", _DETECTION_TEMPLATE, "box", paraphrases=_DETECTION_PARAPHRASES),
-        Task("pointing", "Point to {categories}.", "point", paraphrases=_POINTING_PARAPHRASES),
+        Task("referring", _DETECTION_TEMPLATE, "box", "boxes", paraphrases=_DETECTION_PARAPHRASES),
+        Task("pointing", "Point to {categories}.", "point", "points", absent_phrases=True, paraphrases=_POINTING_PARAPHRASES),
         Task(
             "visual_prompting",
             "Given reference boxes {visual_prompt} indicating one or more objects, find all "
             "similar objects in the image and output their bounding boxes.",
             "box",
+            "boxes",
             needs_categories=False,
             needs_visual_prompt=True,
             paraphrases=_VISUAL_PROMPT_PARAPHRASES,
@@ -133,6 +150,7 @@ TASKS: dict[str, Task] = {
             "and then provide the coordinates of its {keypoints} as [x0, y0]? Output the answer "
             "in JSON format.",
             "keypoints",
+            "keypoints",
             needs_keypoint_type=True,
             paraphrases=_KEYPOINT_PARAPHRASES,
         ),
@@ -140,7 +158,7 @@ TASKS: dict[str, Task] = {
             "ocr_box",
             "Detect all {categories} and recognize them.",
             "box",
-            ocr=True,
+            "ocr",
             paraphrases=_OCR_BOX_PARAPHRASES,
         ),
         Task(
@@ -148,19 +166,21 @@ TASKS: dict[str, Task] = {
             "Can you detect all {categories} in this image in polygon format like "
             "[x0, y0, x1, y1, x2, y2 ...] and then recognize them?",
             "polygon",
-            ocr=True,
+            "ocr",
             paraphrases=_OCR_POLYGON_PARAPHRASES,
         ),
         Task(
             "gui_grounding",
             'Detect element "{categories}" in the image.',
             "box",
+            "gui",
             paraphrases=_GUI_GROUNDING_PARAPHRASES,
         ),
         Task(
             "gui_pointing",
             'Point to element "{categories}".',
             "point",
+            "gui",
             paraphrases=_GUI_POINTING_PARAPHRASES,
         ),
     )

@@ -23,7 +23,18 @@ import random
 from typing import TYPE_CHECKING, Iterator
 
 from .coords import COORDINATE_TOKENS, NUM_BINS
-from .grammar import BOX_END, BOX_START, END_OF_TEXT, IM_END, REF_END, REF_START, serialize
+from .grammar import (
+    BOX_END,
+    BOX_START,
+    END_OF_TEXT,
+    IM_END,
+    NONE_ANSWER,
+    REF_END,
+    REF_START,
+    UNVISIBLE,
+    serialize,
+)
+from .nano.vocabulary import GUI_WORDS, SHAPE_CATEGORIES
 from .regions import Box, Point
 from .tasks import KEYPOINT_SCHEMAS, OCR_GRANULARITIES, SYSTEM_PROMPT, TASKS, build_prompt
 
@@ -76,37 +87,22 @@ QWEN_VL_CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
 )
 
-# The words of the nano world (shared/spec/NANO_WORLD.md) that prompts and answers use.
-NANO_COLOURS = ("red", "yellow", "green", "cyan", "blue", "magenta")
-NANO_SHAPES = ("circle", "square", "triangle", "star", "hexagon")
-NANO_GUI_WORDS = (
-    "Save", "Open", "Cancel", "OK", "Close", "Delete", "Edit", "File", "View", "Help", "Search",
-    "Settings", "Submit", "Login", "Name", "Email", "Password", "Next", "Back", "Home",
-    "button", "text field", "check box", "icon", "title bar", "menu", "label", "window",
-)
-# Referring expressions: "the largest red shape", "the circle left of the blue star".
-NANO_REFERRING_WORDS = (
-    "the", "shape", "largest", "smallest", "leftmost", "rightmost", "topmost", "lowest",
-    "left of", "right of", "above", "below",
-)
-OCR_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
-
 NANO_VOCAB_SIZE = 1024  # BPE merges + byte alphabet, before special and coordinate tokens
-
-
-def nano_phrases() -> list[str]:
-    """Every category phrase of the nano world's shapes: "<colour> <shape>"."""
-    return [f"{colour} {shape}" for colour in NANO_COLOURS for shape in NANO_SHAPES]
 
 
 def _corpus(seed: int = 0, size: int = 4000) -> Iterator[str]:
     """Text like the model will read and write: every prompt template of every task, filled with
     nano-world phrases, keypoint names, OCR words and GUI labels, and the answers' plain text."""
+    # The worlds' modules need numpy and PIL, which loading a tokenizer does not.
+    from .data.referring import REFERRING_WORDS
+    from .data.worlds.ocr import ALPHABET, MAX_WORD, MIN_WORD
+
     rng = random.Random(seed)
-    phrases = nano_phrases() + list(NANO_GUI_WORDS) + list(OCR_GRANULARITIES)
-    yield " ".join(nano_phrases() + list(NANO_GUI_WORDS) + ["None", "unvisible", "object"])
+    shape_phrases = list(SHAPE_CATEGORIES)
+    phrases = shape_phrases + list(GUI_WORDS) + list(OCR_GRANULARITIES)
+    yield " ".join(shape_phrases + list(GUI_WORDS) + [NONE_ANSWER, UNVISIBLE, "object"])
     for _ in range(size // 10):
-        yield " ".join(rng.sample(NANO_REFERRING_WORDS, 3) + rng.sample(nano_phrases(), 2))
+        yield " ".join(rng.sample(REFERRING_WORDS, 3) + rng.sample(shape_phrases, 2))
     for _ in range(size):
         # The chat scaffolding around every prompt (role names, system message).
         yield f"system\n{SYSTEM_PROMPT}\nuser\nassistant\n"
@@ -121,13 +117,13 @@ def _corpus(seed: int = 0, size: int = 4000) -> Iterator[str]:
         yield build_prompt(
             task, categories, keypoint_type, boxes, width=100, height=100, template=template
         )
-        word = "".join(rng.choices(OCR_ALPHABET, k=rng.randint(3, 10)))
+        word = "".join(rng.choices(ALPHABET, k=rng.randint(MIN_WORD, MAX_WORD)))
         region = (Point if spec.region_kind == "point" else Box)(
             word, [1, 2] if spec.region_kind == "point" else [1, 2, 30, 40]
         )
         yield serialize([region], 100, 100, "ocr_box" if spec.ocr else "detection")
     yield json.dumps({"person1": {"bbox": "", "keypoints": dict.fromkeys(
-        itertools.chain(*KEYPOINT_SCHEMAS.values()), "unvisible")}})
+        itertools.chain(*KEYPOINT_SCHEMAS.values()), UNVISIBLE)}})
 
 
 def build_nano_tokenizer(vocab_size: int = NANO_VOCAB_SIZE, seed: int = 0):

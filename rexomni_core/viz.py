@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import warnings
 import zlib
+from dataclasses import replace
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
-from .regions import Prediction, Region
+from .regions import Box, Prediction, Region
 
 with warnings.catch_warnings():
     # supervision warns at import when OpenCV is absent; its numpy fallback draws all we use.
@@ -53,35 +54,52 @@ def annotate(
     font_size = max(10, round(min(scene.size) / 40))
     boxes = [r for r in regions if r.kind in ("box", "polygon")]
     if boxes:
-        scene = _draw_boxes_and_polygons(scene, boxes, thickness, font_size, show_labels)
-    for kind in ("point", "keypoints"):
-        for phrase in dict.fromkeys(r.phrase for r in regions if r.kind == kind):
-            group = [r for r in regions if r.kind == kind and r.phrase == phrase]
-            scene = _draw_points(scene, group, thickness, font_size, show_labels)
+        scene = _draw_boxes_and_polygons(scene, replace(prediction, regions=boxes), thickness, font_size, show_labels)
+    for group in _point_groups(regions):
+        scene = _draw_points(scene, replace(prediction, regions=group), thickness, font_size, show_labels)
     return scene
 
 
-def _detections(regions: Sequence[Region], size: tuple[int, int]) -> sv.Detections:
-    polygons = [r for r in regions if r.kind == "polygon"]
-    masks = None
-    if polygons:
-        masks = np.stack(
+def _point_groups(regions: Sequence[Region]) -> list[list[Region]]:
+    """Points, then keypoint instances, in the groups drawn together: one per phrase, split by
+    the keypoint names an instance carries (one `sv.KeyPoints` holds instances that name the
+    same keypoints)."""
+    groups: dict[tuple, list[Region]] = {}
+    for kind in ("point", "keypoints"):
+        for region in regions:
+            if region.kind == kind:
+                names = tuple(region.coords) if kind == "keypoints" else ()
+                groups.setdefault((kind, region.phrase, names), []).append(region)
+    return list(groups.values())
+
+
+def _coloured_detections(prediction: Prediction) -> sv.Detections:
+    """`prediction.to_supervision()` of its boxes and polygons, each coloured by its phrase: the
+    annotators pick palette entries by class_id, so class_id becomes the phrase's palette index."""
+    detections = prediction.to_supervision()
+    detections.class_id = np.array([phrase_color_index(p) for p in detections.data["class_name"]], dtype=int)
+    return detections
+
+
+def _detections(prediction: Prediction, size: tuple[int, int]) -> sv.Detections:
+    """The boxes and polygons as the annotators draw them: polygons rasterised into masks
+    (PolygonAnnotator draws masks), other rows with an empty mask."""
+    detections = _coloured_detections(prediction)
+    if any(r.kind == "polygon" for r in prediction.regions):
+        detections.mask = np.stack(
             [
                 sv.polygon_to_mask(np.round(np.array(r.vertices)).astype(int), size).astype(bool)
                 if r.kind == "polygon"
                 else np.zeros((size[1], size[0]), dtype=bool)
-                for r in regions
+                for r in prediction.regions
             ]
         )
-    return sv.Detections(
-        xyxy=np.array([r.bounds() for r in regions], dtype=np.float32),
-        mask=masks,
-        class_id=np.array([phrase_color_index(r.phrase) for r in regions], dtype=int),
-    )
+    return detections
 
 
-def _draw_boxes_and_polygons(scene, regions, thickness, font_size, show_labels):
-    detections = _detections(regions, scene.size)
+def _draw_boxes_and_polygons(scene, prediction, thickness, font_size, show_labels):
+    regions = prediction.regions
+    detections = _detections(prediction, scene.size)
     polygon_rows = np.array([r.kind == "polygon" for r in regions])
     box_rows = ~polygon_rows
     if box_rows.any():
@@ -95,35 +113,22 @@ def _draw_boxes_and_polygons(scene, regions, thickness, font_size, show_labels):
     return scene
 
 
-def _draw_points(scene, regions, thickness, font_size, show_labels):
-    color_index = phrase_color_index(regions[0].phrase)
-    color = PALETTE.by_idx(color_index)
-    if regions[0].kind == "point":
-        xy = np.array([[r.coords] for r in regions], dtype=np.float32)
-        visible = np.ones(xy.shape[:2], dtype=bool)
-    else:
-        xy = np.array(
-            [[p if p is not None else [0.0, 0.0] for p in r.coords.values()] for r in regions],
-            dtype=np.float32,
-        )
-        visible = np.array([[p is not None for p in r.coords.values()] for r in regions], dtype=bool)
-    keypoints = sv.KeyPoints(xy=xy, visible=visible)
-    if regions[0].kind == "keypoints" and xy.shape[1] == 17:
+def _draw_points(scene, prediction, thickness, font_size, show_labels):
+    """One group of `_point_groups` (one phrase, so one colour): vertices, and for 17-keypoint
+    instances the COCO skeleton and the instance boxes; point labels above the points."""
+    regions = prediction.regions
+    color = PALETTE.by_idx(phrase_color_index(regions[0].phrase))
+    keypoints = prediction.to_supervision()
+    if regions[0].kind == "keypoints" and keypoints.xy.shape[1] == 17:
         # supervision picks the COCO skeleton from the number of keypoints.
         scene = sv.EdgeAnnotator(color=color, thickness=thickness).annotate(scene, keypoints)
-        box_regions = [r for r in regions if r.box is not None]
-        if box_regions:
-            boxes = sv.Detections(
-                xyxy=np.array([r.box for r in box_regions], dtype=np.float32),
-                class_id=np.full(len(box_regions), color_index),
-            )
+        instance_boxes = [Box(r.phrase, list(r.box)) for r in regions if r.box is not None]
+        if instance_boxes:
+            boxes = _coloured_detections(replace(prediction, regions=instance_boxes))
             scene = sv.BoxAnnotator(color=PALETTE, thickness=thickness).annotate(scene, boxes)
     scene = sv.VertexAnnotator(color=color, radius=max(3, thickness * 3)).annotate(scene, keypoints)
     if show_labels and regions[0].kind == "point":
-        anchors = sv.Detections(
-            xyxy=np.array([r.bounds() for r in regions], dtype=np.float32),
-            class_id=np.full(len(regions), color_index),
-        )
+        anchors = _coloured_detections(replace(prediction, regions=[Box(r.phrase, r.bounds()) for r in regions]))
         scene = sv.RichLabelAnnotator(
             color=PALETTE, font_size=font_size, text_padding=max(2, font_size // 4),
             text_position=sv.Position.TOP_CENTER, text_offset=(0, -thickness * 4), smart_position=True,

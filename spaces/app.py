@@ -17,8 +17,9 @@ except ImportError:
 import torch
 
 from rexomni_core.demo import build_demo, load_model
+from rexomni_core.model import RELEASED_MODEL_ID
 
-RELEASED = os.environ.get("REXOMNI_MODEL", "IDEA-Research/Rex-Omni")
+RELEASED = os.environ.get("REXOMNI_MODEL", RELEASED_MODEL_ID)
 
 loaded = load_model(RELEASED) if torch.cuda.is_available() else None
 if loaded is None or loaded.error:

@@ -10,7 +10,7 @@ pytest.importorskip("transformers")
 import torch
 
 from rexomni_core.data.samplers import ConversationStream
-from rexomni_core.model import build_nano
+from rexomni_core.nano.architecture import build_nano
 from rexomni_core.tokenizer import coordinate_token_ids
 from rexomni_core.train.configs import DataConfig, SFTConfig
 from rexomni_core.train.sft import (

@@ -13,7 +13,7 @@ from rexomni_core.coords import (
     roundtrip_xy,
     tokens_text,
 )
-from rexomni_core.eval.matching import box_iou
+from rexomni_core.geometry import box_iou
 
 
 def test_quantize_follows_the_spec_formula():

@@ -11,10 +11,8 @@ from pycocotools.coco import COCO
 
 from rexomni_core.cli import main
 from rexomni_core.data.formats import (
-    BadRecord,
     CocoDataset,
     JsonlDataset,
-    SkipReport,
     TsvDataset,
     write_coco,
     write_jsonl,
@@ -22,6 +20,7 @@ from rexomni_core.data.formats import (
 )
 from rexomni_core.data.formats.records import Record
 from rexomni_core.data.worlds import WORLDS, generate
+from rexomni_core.errors import BadRecordError, SkipReport
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +112,7 @@ def test_truncated_tsv_line_names_file_and_line(small_tsv):
     lines[1] = lines[1][: len(lines[1]) // 2]
     (small_tsv / "annotations.tsv").write_text("\n".join(lines) + "\n")
     (small_tsv / "annotations.lineidx").unlink()  # offsets changed: let the reader rescan
-    with pytest.raises(BadRecord, match=r"annotations.tsv, line 2: truncated or invalid JSON"):
+    with pytest.raises(BadRecordError, match=r"annotations.tsv, line 2: truncated or invalid JSON"):
         list(TsvDataset(small_tsv))
     report = SkipReport()
     assert len(list(TsvDataset(small_tsv, lenient=True, report=report))) == 2
@@ -134,7 +133,7 @@ def _jsonl_with(tmp_path, annotation):
 )
 def test_bad_boxes_are_errors_or_counted_skips(tmp_path, bbox, message):
     path = _jsonl_with(tmp_path, {"category": "red circle", "bbox": bbox})
-    with pytest.raises(BadRecord, match=rf"d.jsonl, line 1, annotation 0: .*{message}"):
+    with pytest.raises(BadRecordError, match=rf"d.jsonl, line 1, annotation 0: .*{message}"):
         list(JsonlDataset(path))
     report = SkipReport()
     records = list(JsonlDataset(path, lenient=True, report=report))
@@ -158,7 +157,7 @@ def test_unknown_category_id(tmp_path):
     data = json.loads(path.read_text())
     data["annotations"][0]["category_id"] = 99
     path.write_text(json.dumps(data))
-    with pytest.raises(BadRecord, match="annotation id 1: unknown category_id 99"):
+    with pytest.raises(BadRecordError, match="annotation id 1: unknown category_id 99"):
         CocoDataset(path)[0]
     report = SkipReport()
     assert CocoDataset(path, lenient=True, report=report)[0].annotations == []

@@ -14,10 +14,10 @@ import pytest
 from PIL import Image
 
 from rexomni_core.cli import main
-from rexomni_core.data.formats import BadRecord, JsonlDataset, TsvDataset, write_coco, write_jsonl, write_tsv
+from rexomni_core.data.formats import JsonlDataset, TsvDataset, write_coco, write_jsonl, write_tsv
 from rexomni_core.data.formats.records import Record
 from rexomni_core.data.worlds import generate
-from rexomni_core.errors import InputError
+from rexomni_core.errors import BadRecordError, InputError, RecordProblem
 
 
 def quiet_main(*argv) -> int:
@@ -96,7 +96,7 @@ def test_convert_refuses_an_existing_destination_unless_overwrite(coco_copy, tmp
 def _failing(records):
     """The records, then a bad one: a write that fails half-way."""
     yield from records
-    raise BadRecord("record 'bad': broken on purpose")
+    raise BadRecordError(RecordProblem("the source", "record 'bad'", None, "broken on purpose"))
 
 
 @pytest.mark.parametrize("writer, target", [(write_tsv, "dst"), (write_jsonl, "dst/d.jsonl"), (write_coco, "dst/d.json")])
@@ -104,7 +104,7 @@ def test_a_failed_write_leaves_the_old_destination_untouched(tmp_path, writer, t
     destination = tmp_path / target
     writer(pixel_records("old", 6), destination)
     before = snapshot(tmp_path / "dst")
-    with pytest.raises(BadRecord, match="broken on purpose"):
+    with pytest.raises(BadRecordError, match="broken on purpose"):
         writer(_failing(pixel_records("new", 3, seed=1)), destination)
     assert snapshot(tmp_path / "dst") == before  # no partial file, no new image, no temporary left
 
@@ -245,7 +245,7 @@ def test_jsonl_image_outside_its_folder_is_refused_or_skipped(tmp_path, capsys):
     for name in _escapes(tmp_path):
         record = {"name": "r", "image": name, "width": 8, "height": 8, "annotations": []}
         (folder / "d.jsonl").write_text(json.dumps(record) + "\n")
-        with pytest.raises(BadRecord, match=r"d.jsonl, line 1: field 'image'"):
+        with pytest.raises(BadRecordError, match=r"d.jsonl, line 1: field 'image'"):
             list(JsonlDataset(folder / "d.jsonl"))
         code, printed, _ = run(capsys, "data", "convert", str(folder / "d.jsonl"), str(tmp_path / "o.json"),
                                "--from", "jsonl", "--to", "coco", "--lenient", "--overwrite")

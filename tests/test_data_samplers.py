@@ -180,3 +180,12 @@ def test_without_absent_phrases_every_phrase_asked_is_in_the_image(task):
 def test_absent_phrases_off_is_refused_for_tasks_without_negatives():
     with pytest.raises(ValueError, match="absent_phrases"):
         ConversationStream(mixture=[{"world": "shapes", "task": "referring", "absent_phrases": False}])
+
+
+def test_worlds_pose_tasks_of_the_registry_and_every_task_is_posed():
+    from rexomni_core.data.samplers import SAMPLERS
+    from rexomni_core.tasks import TASKS
+
+    posed = [task for tasks in WORLD_TASKS.values() for task in tasks]
+    assert sorted(posed) == sorted(TASKS) == sorted(SAMPLERS)
+    assert [name for name, task in TASKS.items() if task.absent_phrases] == ["detection", "pointing"]

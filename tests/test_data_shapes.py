@@ -5,9 +5,11 @@ import io
 import numpy as np
 import pytest
 
-from rexomni_core.data.worlds.common import OBJECT_COLOURS, dilate
-from rexomni_core.data.worlds.shapes import CATEGORIES, SPLITS, generate_shapes
-from rexomni_core.eval.matching import box_iou_matrix
+from rexomni_core.data.worlds.common import dilate
+from rexomni_core.data.worlds.shapes import SPLITS, generate_shapes
+from rexomni_core.geometry import box_iou_matrix
+from rexomni_core.nano.vocabulary import OBJECT_COLOURS
+from rexomni_core.nano.vocabulary import SHAPE_CATEGORIES as CATEGORIES
 
 SEEDS = range(25)
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rexomni_core.data.worlds import WORLDS, generate
-from rexomni_core.data.worlds.gui import ROLES
+from rexomni_core.nano.vocabulary import GUI_ROLES as ROLES
 from rexomni_core.tasks import KEYPOINT_SCHEMAS
 
 SEEDS = range(20)

@@ -21,10 +21,12 @@ from rexomni_core.eval.duplicates import (
 )
 from rexomni_core.eval.f1 import counting_mae, sound_f1
 from rexomni_core.eval.inputs import detections_from_records, ground_truth_from_payload
-from rexomni_core.eval.keypoints import COCO_PERSON_SIGMAS, keypoint_f1, oks
-from rexomni_core.eval.ocr import edit_distance, normalised_edit_distance, ocr_scores
+from rexomni_core.eval.keypoints import keypoint_f1
+from rexomni_core.eval.ocr import ocr_scores
 from rexomni_core.eval.points import gui_grounding_accuracy, pointing_f1
+from rexomni_core.geometry import COCO_PERSON_SIGMAS, oks
 from rexomni_core.regions import Box, Keypoints, Point, Polygon
+from rexomni_core.text_similarity import edit_distance, normalised_edit_distance
 
 GT = {
     "images": [{"id": 1, "width": 100, "height": 100}, {"id": 2, "width": 200, "height": 100}],

@@ -11,7 +11,8 @@ from rexomni_core import Box, serialize
 from rexomni_core.data.samplers import sample_conversation
 from rexomni_core.data.worlds import generate
 from rexomni_core.grammar import IM_END
-from rexomni_core.model import RexOmni, build_nano
+from rexomni_core.model import RexOmni
+from rexomni_core.nano.architecture import build_nano
 from rexomni_core.regions import region_to_dict
 from rexomni_core.train.configs import DataConfig, GRPOConfig
 from rexomni_core.train.grpo import AnswerRewards, prompt_rows, train_grpo

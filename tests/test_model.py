@@ -12,15 +12,10 @@ from PIL import Image
 from rexomni_core import RexOmni
 from rexomni_core.cli import main as cli_main
 from rexomni_core.data.worlds import generate
-from rexomni_core.eval.matching import box_iou
-from rexomni_core.model import (
-    COORDINATE_MASS_KEY,
-    NANO_DIR,
-    ImageOnlyQwen2_5_VLProcessor,
-    build_nano,
-    load_image,
-    load_processor,
-)
+from rexomni_core.geometry import box_iou
+from rexomni_core.images import load_image
+from rexomni_core.model import COORDINATE_MASS_KEY, NANO_DIR, ImageOnlyQwen2_5_VLProcessor, load_processor
+from rexomni_core.nano.architecture import build_nano
 from rexomni_core.regions import Prediction
 from rexomni_core.tasks import build_prompt
 from tests.tiny_shapes import TinyShapes

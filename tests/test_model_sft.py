@@ -7,7 +7,8 @@ import torch
 import torch.nn.functional as F
 
 from rexomni_core.grammar import IM_END
-from rexomni_core.model import RexOmni, build_nano
+from rexomni_core.model import RexOmni
+from rexomni_core.nano.architecture import build_nano
 from rexomni_core.tokenizer import coordinate_token_ids
 from rexomni_core.train.configs import DataConfig, SFTConfig
 from rexomni_core.train.sft import IGNORE_INDEX, SFTCollator, coordinate_loss, train_sft
@@ -119,18 +120,6 @@ def test_lora_sft_saves_a_merged_model_with_its_square_view(tmp_path):
     model = RexOmni.from_pretrained(final)
     assert not any("lora" in name for name in model.model.state_dict())
     assert model.square_side == 56  # the training view is saved with the model
-
-
-def test_every_shipped_recipe_parses():
-    from pathlib import Path
-
-    from rexomni_core.train.configs import GRPOConfig
-
-    recipes = sorted((Path(__file__).parents[1] / "rexomni_core" / "train" / "recipes").glob("*.yaml"))
-    assert len(recipes) >= 5
-    for recipe in recipes:
-        config = (GRPOConfig if "grpo" in recipe.name else SFTConfig).from_yaml(recipe)
-        assert config.max_steps > 0, recipe.name
 
 
 @pytest.mark.parametrize(

@@ -1,17 +1,12 @@
-"""scripts/nano_diagnostics.py measures what the model card reports: run each measurement on a
-micro nano and check the numbers are of the right kind and range."""
-
-import sys
-from pathlib import Path
+"""rexomni_core.nano.diagnostics measures what the model card reports: run each measurement on
+a micro nano and check the numbers are of the right kind and range."""
 
 import pytest
 
 pytest.importorskip("transformers")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-import nano_diagnostics as diagnostics  # noqa: E402
-
-from rexomni_core.model import build_nano  # noqa: E402
+from rexomni_core.nano import diagnostics  # noqa: E402
+from rexomni_core.nano.architecture import build_nano  # noqa: E402
 from tests.test_model_sft import MICRO  # noqa: E402
 
 

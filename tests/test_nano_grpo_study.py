@@ -1,18 +1,15 @@
-"""scripts/nano_grpo_study.py: the SFT vs SFT+GRPO table and the reward plot, run end to end on a
-micro nano and a two-image test set."""
+"""rexomni_core.nano.grpo_study: the SFT vs SFT+GRPO table and the reward plot, run end to end on
+a micro nano and a two-image test set."""
 
 import json
 import sys
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("transformers")
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
-import nano_grpo_study as study  # noqa: E402
-
-from rexomni_core.model import build_nano  # noqa: E402
+from rexomni_core.nano import grpo_study as study  # noqa: E402
+from rexomni_core.nano.architecture import build_nano  # noqa: E402
 from tests.test_model_sft import MICRO  # noqa: E402
 
 
@@ -36,7 +33,7 @@ def test_study_tabulates_every_model_and_split_and_plots_the_reward(tmp_path, mo
     table = (out / "study.md").read_text().splitlines()
     assert len(table) == 2 + len(rows) and "duplicates (IoU≥0.95)" in table[0]
     assert (out / "reward.png").stat().st_size > 1000
-    # nano_report.py reads and writes the same held-out sets (one folder per split and size).
+    # The report reads and writes the same held-out sets (one folder per split and size).
     assert sorted(p.name for p in (tmp_path / "sets").iterdir()) == ["heldout-dense-2", "heldout-few-2"]
 
 

@@ -2,13 +2,14 @@ import pytest
 
 from rexomni_core import Box, Keypoints, Point, Polygon, parse, serialize
 from rexomni_core.grammar import BOX_END, BOX_START, REF_END, REF_START
-from rexomni_core.tasks import KEYPOINT_SCHEMAS
+from rexomni_core.tasks import KEYPOINT_SCHEMAS, TASKS
 from rexomni_core.train.rewards import (
     box_reward,
     format_reward,
     keypoint_reward,
     ocr_reward,
     point_reward,
+    reward_of,
     task_reward,
 )
 
@@ -94,3 +95,12 @@ def test_task_reward_dispatches_and_refuses_unknown_tasks():
     assert task_reward("detection", answer([CAT]), [CAT]) == pytest.approx(1.0, abs=0.01)
     with pytest.raises(ValueError, match="no reward for task"):
         task_reward("segmentation", answer([CAT]), [CAT])
+
+
+def test_every_task_of_the_registry_has_the_reward_of_its_answers():
+    rewards = {name: reward_of(task) for name, task in TASKS.items()}
+    assert rewards == {
+        "detection": box_reward, "referring": box_reward, "visual_prompting": box_reward, "gui_grounding": box_reward,
+        "pointing": point_reward, "gui_pointing": point_reward,
+        "ocr_box": ocr_reward, "ocr_polygon": ocr_reward, "keypoint": keypoint_reward,
+    }

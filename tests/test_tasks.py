@@ -85,6 +85,15 @@ def test_sample_prompt_mixes_released_wording_and_paraphrases():
     assert sample_prompt("detection", random.Random(3), categories="x") == sample_prompt("detection", random.Random(3), categories="x")
 
 
+def test_the_registry_says_what_each_task_asks_about():
+    families = {name: task.family for name, task in TASKS.items()}
+    assert families == {
+        "detection": "boxes", "referring": "boxes", "visual_prompting": "boxes", "pointing": "points",
+        "ocr_box": "ocr", "ocr_polygon": "ocr", "gui_grounding": "gui", "gui_pointing": "gui", "keypoint": "keypoints",
+    }
+    assert [name for name, task in TASKS.items() if task.ocr] == ["ocr_box", "ocr_polygon"]
+
+
 def test_every_paraphrase_builds_for_every_task():
     inputs = {"categories": ["word"], "keypoint_type": "person", "visual_prompt_boxes": [[1, 1, 5, 5]], "width": 10, "height": 10}
     for task in TASKS.values():

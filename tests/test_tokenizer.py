@@ -7,6 +7,7 @@ from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM, Qwen2Toke
 
 from rexomni_core.coords import COORDINATE_TOKENS
 from rexomni_core.grammar import serialize
+from rexomni_core.nano.vocabulary import SHAPE_CATEGORIES
 from rexomni_core.regions import Box
 from rexomni_core.tasks import SYSTEM_PROMPT, build_prompt
 from rexomni_core.tokenizer import (
@@ -15,7 +16,6 @@ from rexomni_core.tokenizer import (
     check_coordinate_tokens,
     coordinate_token_ids,
     make_speak_coordinates,
-    nano_phrases,
 )
 
 
@@ -49,7 +49,7 @@ def test_nano_tokenizer_speaks_coordinates_and_qwen_specials(nano_tokenizer):
 
 
 def test_nano_vocabulary_covers_the_world_compactly(nano_tokenizer):
-    for phrase in nano_phrases():
+    for phrase in SHAPE_CATEGORIES:
         assert len(nano_tokenizer.encode(" " + phrase, add_special_tokens=False)) == 2, phrase
     prompt = build_prompt("detection", ["red circle", "blue star"])
     assert len(nano_tokenizer.encode(prompt)) < 30

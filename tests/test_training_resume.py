@@ -18,7 +18,8 @@ pytest.importorskip("transformers")
 import torch
 from transformers import TrainerCallback
 
-from rexomni_core.model import RexOmni, build_nano
+from rexomni_core.model import RexOmni
+from rexomni_core.nano.architecture import build_nano
 from rexomni_core.train.common import latest_checkpoint
 from rexomni_core.train.configs import DataConfig, GRPOConfig, SFTConfig
 from rexomni_core.train.grpo import train_grpo

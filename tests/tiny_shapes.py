@@ -17,15 +17,9 @@ from dataclasses import dataclass
 from PIL import Image, ImageDraw
 
 from rexomni_core.grammar import serialize
+from rexomni_core.nano.vocabulary import OBJECT_COLOURS, SHAPE_CATEGORIES
 from rexomni_core.regions import Box, Point
 from rexomni_core.tasks import build_prompt
-
-COLOURS = {
-    "red": (220, 40, 40), "yellow": (240, 210, 40), "green": (40, 170, 60),
-    "cyan": (40, 200, 210), "blue": (40, 80, 220), "magenta": (200, 50, 200),
-}
-SHAPES = ("circle", "square", "triangle", "star", "hexagon")
-CATEGORIES = [f"{c} {s}" for c in COLOURS for s in SHAPES]
 
 
 @dataclass
@@ -71,7 +65,7 @@ class TinyShapes:
         """`delay`: seconds each item takes, so a resume test can kill a run between two
         checkpoints before it ends."""
         self.seed, self.tasks, self.max_objects = seed, tuple(tasks), max_objects
-        self.sizes, self.categories = tuple(sizes), categories or CATEGORIES
+        self.sizes, self.categories = tuple(sizes), categories or list(SHAPE_CATEGORIES)
         self.max_absent, self.delay = max_absent, delay
 
     def __getitem__(self, index: int) -> TinyConversation:
@@ -92,7 +86,7 @@ class TinyShapes:
             outline = _outline(shape, box)
             draw = ImageDraw.Draw(mask)
             draw.ellipse(box, fill=255) if outline is None else draw.polygon(outline, fill=255)
-            image.paste(COLOURS[colour], mask=mask)
+            image.paste(OBJECT_COLOURS[colour], mask=mask)
             objects.append((list(mask.getbbox()), category))
         task = self.tasks[index % len(self.tasks)]
         present = sorted({c for _, c in objects})

@@ -6,6 +6,8 @@ import argparse
 import random
 from pathlib import Path
 
+from ..errors import add_lenient_option
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("data", help="make, convert and show training data")
@@ -26,7 +28,7 @@ def register(subparsers) -> None:
     convert.add_argument("--from", dest="source_format", required=True, choices=["coco", "tsv", "jsonl"])
     convert.add_argument("--to", dest="destination_format", required=True, choices=["coco", "tsv", "jsonl"])
     convert.add_argument("--image-root", help="COCO: folder holding the images (default: the file's folder)")
-    convert.add_argument("--lenient", action="store_true", help="skip bad records and report them instead of stopping")
+    add_lenient_option(convert)
     convert.add_argument("--overwrite", action="store_true", help="replace an existing destination dataset")
     convert.set_defaults(func=run_convert)
 
@@ -54,7 +56,8 @@ def run_synth(args: argparse.Namespace) -> int:
 def run_convert(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .formats import SkipReport, check_conversion, open_dataset, write_dataset
+    from ..errors import SkipReport
+    from .formats import check_conversion, open_dataset, write_dataset
 
     check_conversion(args.source, args.source_format, args.destination, args.destination_format, args.overwrite)
     report = SkipReport()

@@ -77,6 +77,9 @@ _RELATIONS = (
     ("above", lambda a, b: a.box[3] <= b.box[1], lambda a, b: a.centre[1] >= b.centre[1]),
     ("below", lambda a, b: a.box[1] >= b.box[3], lambda a, b: a.centre[1] <= b.centre[1]),
 )
+# The words expressions are built from besides colours and shapes (a new nano's tokenizer
+# trains on them).
+REFERRING_WORDS = ("the", "shape", "largest", "smallest") + tuple(word for word, *_ in _EXTREMES + _RELATIONS)
 
 
 def _extremes(noun: str, members: list[_Object]) -> list[tuple[str, int]]:

@@ -19,14 +19,15 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 from PIL import Image
 
+from ..chat import chat_messages
 from ..grammar import serialize
 from ..regions import Box, Keypoints, Point, Polygon, Region
-from ..tasks import KEYPOINT_SCHEMAS, SYSTEM_PROMPT, sample_prompt
+from ..tasks import KEYPOINT_SCHEMAS, TASKS, sample_prompt
 from .engines.pointing import mask_to_point
 from .referring import referring_expressions
 from .annotations import Annotation, Scene
 from .worlds import generate
-from .worlds.shapes import CATEGORIES as SHAPE_CATEGORIES
+from ..nano.vocabulary import SHAPE_CATEGORIES
 from ..errors import InputError
 
 MAX_PROMPT_PHRASES = 6
@@ -62,14 +63,7 @@ class Conversation:
 
     def messages(self) -> list[dict]:
         """The conversation in the chat-message form Qwen2.5-VL processors take."""
-        return [
-            {"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]},
-            {
-                "role": "user",
-                "content": [{"type": "image", "image": self.image}, {"type": "text", "text": self.prompt}],
-            },
-            {"role": "assistant", "content": [{"type": "text", "text": self.answer}]},
-        ]
+        return chat_messages(self.prompt, image=self.image, answer=self.answer)
 
 
 def _conversation(
@@ -243,17 +237,13 @@ SAMPLERS: dict[str, Sampler] = {
     "keypoint": sample_keypoint,
 }
 
-# Which tasks each world can pose.
+# Which tasks (names of the `tasks.TASKS` registry) each world can pose.
 WORLD_TASKS: dict[str, tuple[str, ...]] = {
     "shapes": ("detection", "referring", "pointing", "visual_prompting"),
     "ocr": ("ocr_box", "ocr_polygon"),
     "gui": ("gui_grounding", "gui_pointing"),
     "keypoints": ("keypoint",),
 }
-
-
-# Tasks whose prompts may also ask for categories the image lacks (answered None).
-ABSENT_PHRASE_TASKS = ("detection", "pointing")
 
 
 def sample_conversation(
@@ -265,7 +255,7 @@ def sample_conversation(
         raise InputError(
             f"world {scene.world!r} cannot pose task {task!r}; it poses {WORLD_TASKS.get(scene.world, ())}"
         )
-    if task in ABSENT_PHRASE_TASKS:
+    if TASKS[task].absent_phrases:
         return SAMPLERS[task](scene, rng, absent_phrases=absent_phrases)
     return SAMPLERS[task](scene, rng)
 
@@ -331,8 +321,9 @@ class ConversationStream:
         for entry in self.mixture:
             if entry.task not in WORLD_TASKS.get(entry.world, ()):
                 raise InputError(f"mixture entry {entry}: world {entry.world!r} cannot pose task {entry.task!r}")
-            if not entry.absent_phrases and entry.task not in ABSENT_PHRASE_TASKS:
-                raise InputError(f"mixture entry {entry}: absent_phrases applies to {ABSENT_PHRASE_TASKS} only")
+            if not entry.absent_phrases and not TASKS[entry.task].absent_phrases:
+                with_negatives = [task.name for task in TASKS.values() if task.absent_phrases]
+                raise InputError(f"mixture entry {entry}: absent_phrases applies to {with_negatives} only")
             if not entry.weight > 0:
                 raise InputError(f"mixture entry {entry}: weight must be positive")
         if self.step < 1 or self.start < 0:

@@ -12,9 +12,10 @@ import sys
 from pathlib import Path
 from typing import Any, Callable
 
+from rexomni_core.errors import SkipReport, add_lenient_option
 from rexomni_core.eval.f1 import PROTOCOLS
 from rexomni_core.eval.run import CATEGORY_CHOICES
-from rexomni_core.eval.run import TASKS as RUN_TASKS
+from rexomni_core.tasks import TASKS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -29,7 +30,7 @@ def _add_inputs(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gt", required=True, help="ground truth, COCO JSON")
     parser.add_argument("--pred", required=True, help="predictions, COCO results list JSON")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    parser.add_argument("--strict", action="store_true", help="fail on any bad prediction record (default: leave it out and count it)")
+    add_lenient_option(parser)
 
 
 def _add_f1(commands) -> None:
@@ -97,8 +98,8 @@ def _run_points(args: argparse.Namespace) -> int:
     records = read_json(args.pred)
     # A point is checked and stored as a zero-size box, so the same record checks apply.
     as_boxes = [_point_as_box(record) for record in records] if isinstance(records, list) else records
-    dets = detections_from_records(as_boxes, gt, args.pred, args.strict)
-    _warn_left_out(dets.issues)
+    dets = detections_from_records(as_boxes, gt, args.pred, lenient=args.lenient)
+    _warn_skipped(dets.skipped)
     _emit(args, pointing_summary(pointing_f1_arrays(gt, dets)), _plain_table)
     return 0
 
@@ -129,7 +130,7 @@ def _add_run(commands) -> None:
     parser = commands.add_parser("run", help="predict a COCO dataset with a model, then score it")
     parser.add_argument("--model", help="checkpoint directory or hub id (default: the embedded Rex-Omni-nano)")
     parser.add_argument("--data", required=True, help="dataset folder: one COCO JSON and its images")
-    parser.add_argument("--task", required=True, choices=RUN_TASKS)
+    parser.add_argument("--task", required=True, choices=list(TASKS))
     parser.add_argument("--out", help="folder for answers.jsonl, predictions.json, metrics.json (default: runs/eval-TASK); "
                         "a rerun resumes, and refuses answers of another dataset, model or setting")
     parser.add_argument("--categories", choices=CATEGORY_CHOICES, default="present", help="phrases each prompt names")
@@ -166,12 +167,13 @@ def _checkpoint_fingerprint(source) -> str:
 
 
 def _load_boxes(args: argparse.Namespace, with_polygons: bool = False):
-    """Checked GT and predictions; bad prediction records are reported on stderr."""
+    """Checked GT and predictions; bad prediction records stop the command, or (--lenient) are
+    left out and reported on stderr."""
     from rexomni_core.eval.inputs import load_detections, load_ground_truth
 
     gt = load_ground_truth(args.gt, with_polygons=with_polygons)
-    dets = load_detections(args.pred, gt, strict=args.strict, with_polygons=with_polygons)
-    _warn_left_out(dets.issues)
+    dets = load_detections(args.pred, gt, lenient=args.lenient, with_polygons=with_polygons)
+    _warn_skipped(dets.skipped)
     return gt, dets
 
 
@@ -179,16 +181,13 @@ def _plain_table(result: dict[str, Any]) -> str:
     return "\n".join(f"{key:24}{value:.4f}" if isinstance(value, float) else f"{key:24}{value}" for key, value in result.items())
 
 
-def _warn_left_out(issues) -> None:
-    """Bad records are never dropped silently: say how many and show the first ones."""
-    if not issues:
+def _warn_skipped(report: SkipReport) -> None:
+    """Bad records are never dropped silently: say how many were left out and show the first ones."""
+    if not report.total:
         return
-    records = len({issue.index for issue in issues})
-    print(f"warning: {records} bad prediction record(s) left out (use --strict to fail):", file=sys.stderr)
-    for issue in issues[:5]:
-        print(f"  {issue}", file=sys.stderr)
-    if len(issues) > 5:
-        print(f"  ... {len(issues) - 5} more problem(s)", file=sys.stderr)
+    print(f"warning: prediction records left out (--lenient), {report.summary()}:", file=sys.stderr)
+    for example in report.examples:
+        print(f"  skipped: {example}", file=sys.stderr)
 
 
 def _emit(args: argparse.Namespace, result: dict[str, Any], table: Callable[[dict[str, Any]], str]) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rexomni_core.coco import xyxy_to_bboxes
 from rexomni_core.eval.inputs import Detections, GroundTruth
 from ..errors import InputError
 
@@ -26,8 +27,7 @@ class APReport:
 
 def _as_coco_dataset(gt: GroundTruth) -> dict:
     """The checked ground truth back in COCO form, for pycocotools."""
-    xywh = gt.boxes.copy()
-    xywh[:, 2:] -= xywh[:, :2]
+    xywh = xyxy_to_bboxes(gt.boxes)
     return {
         "images": [{"id": int(i), "width": float(w), "height": float(h)} for i, (w, h) in zip(gt.image_ids, gt.image_sizes)],
         "categories": [{"id": int(k), "name": name} for k, name in zip(gt.category_ids, gt.category_names)],
@@ -40,8 +40,7 @@ def _as_coco_dataset(gt: GroundTruth) -> dict:
 
 
 def _as_coco_results(gt: GroundTruth, dets: Detections) -> list[dict]:
-    xywh = dets.boxes.copy()
-    xywh[:, 2:] -= xywh[:, :2]
+    xywh = xyxy_to_bboxes(dets.boxes)
     return [
         {"image_id": int(i), "category_id": int(k), "bbox": box.tolist(), "score": float(s)}
         for i, k, box, s in zip(gt.image_ids[dets.image_index], gt.category_ids[dets.category_index], xywh, dets.scores)

@@ -9,7 +9,8 @@ import numpy as np
 
 from rexomni_core.coords import quantize_xy
 from rexomni_core.eval.inputs import Detections, GroundTruth
-from rexomni_core.eval.matching import box_iou_pairs, same_group_pairs
+from rexomni_core.eval.matching import same_group_pairs
+from rexomni_core.geometry import box_iou_pairs
 
 DUPLICATE_IOU = 0.95
 PAPER_MIN_RUN = 10  # consecutive repeats of one coordinate value

@@ -18,13 +18,12 @@ from rexomni_core.eval.matching import (
     FALSE_POSITIVE,
     TRUE_POSITIVE,
     MatchResult,
-    box_iou_pairs,
     greedy_match,
     match_in_order,
-    polygon_iou,
     rank_within_group,
     same_group_pairs,
 )
+from rexomni_core.geometry import box_iou_pairs, polygon_iou
 from ..errors import InputError
 
 # Written as literals (not np.linspace, whose 0.6000000000000001 differs) like the released
@@ -189,8 +188,9 @@ def sound_from_counts(counts: CategoryCounts, protocol: str, num_predictions: in
     )
 
 
-def issue_counts(dets: Detections) -> dict[str, int]:
-    bad = len({issue.index for issue in dets.issues})
+def bad_record_counts(dets: Detections) -> dict[str, int]:
+    """How many bad prediction records lenient reading left out (none: empty)."""
+    bad = dets.skipped.counts["bad records"]
     return {"bad_records": bad} if bad else {}
 
 
@@ -203,7 +203,7 @@ def sound_f1(gt: GroundTruth, dets: Detections, pool_categories: bool = False) -
     else:
         num_k, pred_k, gt_k = gt.num_categories, dets.category_index, gt.category_index
     counts = category_counts(match, pred_k, gt, num_k, gt_k)
-    return sound_from_counts(counts, "sound", len(dets), issue_counts(dets))
+    return sound_from_counts(counts, "sound", len(dets), bad_record_counts(dets))
 
 
 def f1_from_quality_groups(
@@ -360,7 +360,7 @@ def paper_f1(gt: GroundTruth, dets: Detections, max_dets: int | None = COCO_MAX_
         num_predictions=len(scored),
         num_ground_truth=int(num_gt.sum()),
         num_left_out={
-            **issue_counts(dets),
+            **bad_record_counts(dets),
             "category_absent_from_image": len(dets) - len(filtered),
             "over_100_per_image_category": len(filtered) - len(scored),
         },

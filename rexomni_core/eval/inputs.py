@@ -2,9 +2,10 @@
 
 Records are turned into numpy arrays in one pass (fast enough for COCO-scale files). When that
 pass fails, or values are out of range, each record is checked on its own so that every problem
-names its file, record index, field and what was expected. Bad prediction records are either
-fatal (`strict`) or left out AND counted in `Detections.issues`; they are never dropped silently.
-A bad ground-truth record is always fatal: without a trustworthy reference no number means anything.
+names its file, record index, field and what was expected (a `RecordProblem`). Bad prediction
+records are fatal (the default) or, read leniently, left out AND counted in `Detections.skipped`;
+they are never dropped silently. A bad ground-truth record is always fatal: without a trustworthy
+reference no number means anything.
 """
 
 from __future__ import annotations
@@ -13,37 +14,12 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from ..errors import InputError, MissingInputError
-
-MAX_LISTED_ISSUES = 10
-
-
-@dataclass(frozen=True)
-class RecordIssue:
-    """One bad input record: where it is and what was expected."""
-
-    file: str
-    index: int
-    field: str
-    problem: str
-
-    def __str__(self) -> str:
-        return f"{self.file}: record {self.index}: field '{self.field}': {self.problem}"
-
-
-class BadInputError(InputError):
-    """Raised for unusable input; the message lists the offending records."""
-
-    def __init__(self, issues: Sequence[RecordIssue]):
-        self.issues = list(issues)
-        lines = [str(issue) for issue in self.issues[:MAX_LISTED_ISSUES]]
-        if len(self.issues) > MAX_LISTED_ISSUES:
-            lines.append(f"... and {len(self.issues) - MAX_LISTED_ISSUES} more bad records")
-        super().__init__(f"{len(self.issues)} bad record(s): " + "; ".join(lines))
+from ..coco import bboxes_to_xyxy
+from ..errors import BadRecordError, InputError, MissingInputError, RecordProblem, SkipReport
 
 
 @dataclass(frozen=True)
@@ -76,7 +52,7 @@ class Detections:
     boxes: np.ndarray  # (P, 4) xyxy
     scores: np.ndarray | None  # (P,) or None when the predictions carry no scores
     polygons: list[Any] | None = None
-    issues: list[RecordIssue] = field(default_factory=list)  # bad records that were left out
+    skipped: SkipReport = field(default_factory=SkipReport)  # bad records left out (lenient reading)
 
     def __len__(self) -> int:
         return len(self.image_index)
@@ -90,7 +66,7 @@ class Detections:
             boxes=self.boxes[keep_index],
             scores=None if self.scores is None else self.scores[keep_index],
             polygons=None if self.polygons is None else [self.polygons[i] for i in keep_index],
-            issues=self.issues,
+            skipped=self.skipped,
         )
 
 
@@ -117,12 +93,6 @@ def read_json(path: str | Path) -> Any:
         raise InputError(f"{path}: malformed JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
     except UnicodeDecodeError as error:
         raise InputError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start})") from None
-
-
-def xywh_to_xyxy(xywh: np.ndarray) -> np.ndarray:
-    xyxy = np.array(xywh, dtype=np.float64).reshape(-1, 4)
-    xyxy[:, 2:] += xyxy[:, :2]
-    return xyxy
 
 
 def _number_problem(value: Any) -> str | None:
@@ -152,17 +122,17 @@ def _is_a(value: Any, expected: type) -> bool:
 _KIND_WORDS = {int: "an integer", str: "a string", list: "a list"}
 
 
-def field_issues(file: str, records: list, name: str, expected: type) -> list[RecordIssue]:
-    """A RecordIssue for each record whose field `name` is missing or not of type `expected`."""
-    issues = []
+def field_problems(file: str, records: list, name: str, expected: type) -> list[RecordProblem]:
+    """A RecordProblem for each record whose field `name` is missing or not of type `expected`."""
+    problems = []
     for index, record in enumerate(records):
         if not isinstance(record, dict):
-            issues.append(RecordIssue(file, index, "(record)", f"expected a JSON object, got {type(record).__name__}"))
+            problems.append(RecordProblem(file, index, "(record)", f"expected a JSON object, got {type(record).__name__}"))
         elif name not in record:
-            issues.append(RecordIssue(file, index, name, f"missing (expected {_KIND_WORDS[expected]})"))
+            problems.append(RecordProblem(file, index, name, f"missing (expected {_KIND_WORDS[expected]})"))
         elif not _is_a(record[name], expected):
-            issues.append(RecordIssue(file, index, name, f"expected {_KIND_WORDS[expected]}, got {record[name]!r}"))
-    return issues
+            problems.append(RecordProblem(file, index, name, f"expected {_KIND_WORDS[expected]}, got {record[name]!r}"))
+    return problems
 
 
 def _id_problem(value: Any, known: dict[int, int], what: str) -> str | None:
@@ -173,7 +143,7 @@ def _id_problem(value: Any, known: dict[int, int], what: str) -> str | None:
     return None
 
 
-def _record_issues(
+def _record_problems(
     file: str,
     index: int,
     record: Any,
@@ -181,10 +151,10 @@ def _record_issues(
     category_rows: dict[int, int],
     need_score: bool,
     need_polygon: bool,
-) -> list[RecordIssue]:
+) -> list[RecordProblem]:
     """Everything wrong with one annotation or result record (empty when it is fine)."""
     if not isinstance(record, dict):
-        return [RecordIssue(file, index, "(record)", f"expected a JSON object, got {type(record).__name__}")]
+        return [RecordProblem(file, index, "(record)", f"expected a JSON object, got {type(record).__name__}")]
     checks = [
         ("image_id", lambda v: _id_problem(v, image_rows, "image")),
         ("category_id", lambda v: _id_problem(v, category_rows, "category")),
@@ -194,12 +164,12 @@ def _record_issues(
         checks.append(("score", _number_problem))
     if need_polygon:
         checks.append(("segmentation", _polygon_problem))
-    issues = []
+    problems = []
     for name, check in checks:
         problem = f"missing (expected {name})" if name not in record else check(record[name])
         if problem:
-            issues.append(RecordIssue(file, index, name, problem))
-    return issues
+            problems.append(RecordProblem(file, index, name, problem))
+    return problems
 
 
 def _polygon_problem(value: Any) -> str | None:
@@ -212,13 +182,13 @@ def _polygon_problem(value: Any) -> str | None:
     return None
 
 
-def _find_issues(
+def _find_problems(
     file: str, records: list, image_rows, category_rows, need_score: bool, need_polygon: bool
-) -> list[RecordIssue]:
-    issues: list[RecordIssue] = []
+) -> list[RecordProblem]:
+    problems: list[RecordProblem] = []
     for index, record in enumerate(records):
-        issues.extend(_record_issues(file, index, record, image_rows, category_rows, need_score, need_polygon))
-    return issues
+        problems.extend(_record_problems(file, index, record, image_rows, category_rows, need_score, need_polygon))
+    return problems
 
 
 def _as_arrays(records: list, image_rows: dict[int, int], category_rows: dict[int, int]):
@@ -240,7 +210,7 @@ def _values_look_valid(xywh: np.ndarray, scores: np.ndarray | None) -> bool:
 
 def _check_list(file: str, payload: Any, what: str) -> list:
     if not isinstance(payload, list):
-        raise BadInputError([RecordIssue(file, -1, "(top level)", f"expected a list of {what}, got {type(payload).__name__}")])
+        raise BadRecordError(RecordProblem(file, -1, "(top level)", f"expected a list of {what}, got {type(payload).__name__}"))
     return payload
 
 
@@ -252,16 +222,16 @@ def load_ground_truth(path: str | Path, with_polygons: bool = False) -> GroundTr
 def ground_truth_from_payload(payload: Any, file: str = "<ground truth>", with_polygons: bool = False) -> GroundTruth:
     """A parsed COCO ground truth (images, annotations, categories) as arrays, checked."""
     if not isinstance(payload, dict):
-        raise BadInputError([RecordIssue(file, -1, "(top level)", "expected a COCO object with images, annotations, categories")])
+        raise BadRecordError(RecordProblem(file, -1, "(top level)", "expected a COCO object with images, annotations, categories"))
     missing = [key for key in ("images", "annotations", "categories") if key not in payload]
     if missing:
-        raise BadInputError([RecordIssue(file, -1, key, "missing (expected a list)") for key in missing])
+        raise BadRecordError([RecordProblem(file, -1, key, "missing (expected a list)") for key in missing])
     images = _check_list(file, payload["images"], "images")
     categories = _check_list(file, payload["categories"], "categories")
     annotations = _check_list(file, payload["annotations"], "annotations")
-    id_issues = field_issues(f"{file} images", images, "id", int) + field_issues(f"{file} categories", categories, "id", int)
-    if id_issues:
-        raise BadInputError(id_issues)
+    id_problems = field_problems(f"{file} images", images, "id", int) + field_problems(f"{file} categories", categories, "id", int)
+    if id_problems:
+        raise BadRecordError(id_problems)
     image_ids = np.array([image["id"] for image in images], dtype=np.int64)
     category_ids = np.array([category["id"] for category in categories], dtype=np.int64)
     names = [str(category.get("name", category["id"])) for category in categories]
@@ -277,9 +247,9 @@ def ground_truth_from_payload(payload: Any, file: str = "<ground truth>", with_p
     except (KeyError, TypeError, ValueError):
         fast_ok = False
     if not fast_ok:
-        issues = _find_issues(f"{file} annotations", annotations, image_rows, category_rows, False, with_polygons)
-        if issues:
-            raise BadInputError(issues)
+        problems = _find_problems(f"{file} annotations", annotations, image_rows, category_rows, False, with_polygons)
+        if problems:
+            raise BadRecordError(problems)
         image_index, category_index, xywh = _as_arrays(annotations, image_rows, category_rows)
     return GroundTruth(
         image_ids=image_ids,
@@ -288,7 +258,7 @@ def ground_truth_from_payload(payload: Any, file: str = "<ground truth>", with_p
         category_names=names,
         image_index=image_index,
         category_index=category_index,
-        boxes=xywh_to_xyxy(xywh),
+        boxes=bboxes_to_xyxy(xywh),
         is_crowd=np.array([bool(a.get("iscrowd", 0)) for a in annotations], dtype=bool),
         area=np.array([a.get("area", a["bbox"][2] * a["bbox"][3]) for a in annotations], dtype=np.float64),
         polygons=[a["segmentation"] for a in annotations] if with_polygons else None,
@@ -296,18 +266,19 @@ def ground_truth_from_payload(payload: Any, file: str = "<ground truth>", with_p
 
 
 def detections_from_records(
-    records: Any, gt: GroundTruth, file: str = "<predictions>", strict: bool = False, with_polygons: bool = False
+    records: Any, gt: GroundTruth, file: str = "<predictions>", lenient: bool = False, with_polygons: bool = False
 ) -> Detections:
     """Turn a COCO results list into Detections checked against `gt`.
 
-    Scores are used only when every record has one (a partly scored file is treated as unscored,
-    since mixing orders would be meaningless); `issues` lists every record left out.
+    A bad record raises a BadRecordError naming every bad record; `lenient` leaves bad records
+    out instead and counts them in `skipped`. Scores are used only when every record has one (a
+    partly scored file is treated as unscored, since mixing orders would be meaningless).
     """
     records = _check_list(file, records, "results")
     image_rows = {int(i): row for row, i in enumerate(gt.image_ids)}
     category_rows = {int(c): row for row, c in enumerate(gt.category_ids)}
     has_scores = bool(records) and all(isinstance(r, dict) and "score" in r for r in records)
-    issues: list[RecordIssue] = []
+    skipped = SkipReport()
     try:
         image_index, category_index, xywh = _as_arrays(records, image_rows, category_rows)
         scores = np.array([r["score"] for r in records], dtype=np.float64) if has_scores else None
@@ -315,23 +286,27 @@ def detections_from_records(
     except (KeyError, TypeError, ValueError):
         fast_ok = False
     if not fast_ok:
-        issues = _find_issues(file, records, image_rows, category_rows, has_scores, with_polygons)
-        if issues and strict:
-            raise BadInputError(issues)
-        bad = {issue.index for issue in issues}
+        problems = _find_problems(file, records, image_rows, category_rows, has_scores, with_polygons)
+        if problems and not lenient:
+            raise BadRecordError(problems)
+        bad: dict[int, list[RecordProblem]] = {}
+        for problem in problems:
+            bad.setdefault(problem.record, []).append(problem)
+        for record_problems in bad.values():
+            skipped.add("bad records", str(BadRecordError(record_problems)))
         records = [r for i, r in enumerate(records) if i not in bad]
         image_index, category_index, xywh = _as_arrays(records, image_rows, category_rows)
         scores = np.array([r["score"] for r in records], dtype=np.float64) if has_scores else None
     return Detections(
         image_index=image_index,
         category_index=category_index,
-        boxes=xywh_to_xyxy(xywh),
+        boxes=bboxes_to_xyxy(xywh),
         scores=scores,
         polygons=[r["segmentation"] for r in records] if with_polygons else None,
-        issues=issues,
+        skipped=skipped,
     )
 
 
-def load_detections(path: str | Path, gt: GroundTruth, strict: bool = False, with_polygons: bool = False) -> Detections:
+def load_detections(path: str | Path, gt: GroundTruth, lenient: bool = False, with_polygons: bool = False) -> Detections:
     """Read a COCO results list (image_id, category_id, bbox xywh, optional score)."""
-    return detections_from_records(read_json(path), gt, str(path), strict, with_polygons)
+    return detections_from_records(read_json(path), gt, str(path), lenient, with_polygons)

@@ -1,4 +1,5 @@
-"""IoU and the one-to-one greedy matcher shared by every evaluator and reward.
+"""The one-to-one greedy matcher of every evaluation protocol (the qualities it matches on, IoU
+and the like, are `rexomni_core.geometry`'s).
 
 The matcher is COCO's (pycocotools `COCOeval.evaluateImg`), vectorised with numpy: predictions of
 all groups (image × category, or image alone when categories are pooled) are processed rank by
@@ -18,85 +19,6 @@ import numpy as np
 FALSE_POSITIVE = 0
 TRUE_POSITIVE = 1
 IGNORED = -1  # matched a crowd / ignore region: neither TP nor FP (COCO)
-
-
-def _iou_broadcast(a: np.ndarray, b: np.ndarray, crowd: np.ndarray | bool = False) -> np.ndarray:
-    """IoU of xyxy boxes `a` and `b` (broadcasting over leading axes).
-
-    Where `crowd` is true the union is replaced by the area of `a`, COCO's overlap with a crowd
-    region (the share of the prediction that lies inside it). Degenerate boxes give 0.
-    """
-    # np.maximum(x, 0), not np.clip(x, 0, None): the same values, without clip's per-call overhead.
-    area_a = np.maximum(a[..., 2] - a[..., 0], 0) * np.maximum(a[..., 3] - a[..., 1], 0)
-    area_b = np.maximum(b[..., 2] - b[..., 0], 0) * np.maximum(b[..., 3] - b[..., 1], 0)
-    iw = np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0])
-    ih = np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1])
-    inter = np.maximum(iw, 0) * np.maximum(ih, 0)
-    union = np.where(crowd, area_a, area_a + area_b - inter)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(union > 0, inter / union, 0.0)
-
-
-def box_iou_matrix(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of xyxy boxes: (N, 4) × (M, 4) → (N, M). Degenerate boxes give 0."""
-    a = np.asarray(boxes_a, dtype=np.float64).reshape(-1, 4)
-    b = np.asarray(boxes_b, dtype=np.float64).reshape(-1, 4)
-    return _iou_broadcast(a[:, None, :], b[None, :, :])
-
-
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """IoU of two xyxy boxes."""
-    return float(box_iou_matrix(np.asarray(a), np.asarray(b))[0, 0])
-
-
-def box_iou_pairs(
-    pred_boxes: np.ndarray, gt_boxes: np.ndarray, gt_is_crowd: np.ndarray | None = None
-) -> np.ndarray:
-    """Row-wise IoU of two aligned (N, 4) xyxy arrays; crowd rows use COCO's crowd overlap."""
-    crowd = False if gt_is_crowd is None else np.asarray(gt_is_crowd, dtype=bool)
-    return _iou_broadcast(
-        np.asarray(pred_boxes, dtype=np.float64), np.asarray(gt_boxes, dtype=np.float64), crowd
-    )
-
-
-def polygon_mask(rings: Sequence[np.ndarray], origin: tuple[int, int], shape: tuple[int, int]) -> np.ndarray:
-    """Rasterise a polygon (one or more (K, 2) rings, e.g. COCO's multi-part segmentations) onto
-    a pixel grid: a pixel is inside when its centre is inside a ring (even-odd rule), the parts
-    are united. `origin` is the (x, y) of the grid's top-left pixel, `shape` is (h, w)."""
-    px, py = np.meshgrid(origin[0] + np.arange(shape[1]) + 0.5, origin[1] + np.arange(shape[0]) + 0.5)
-    mask = np.zeros(shape, dtype=bool)
-    for ring in rings:
-        inside = np.zeros(shape, dtype=bool)
-        for ax, ay, bx, by in zip(ring[:, 0], ring[:, 1], np.roll(ring[:, 0], -1), np.roll(ring[:, 1], -1)):
-            if ay == by:
-                continue  # a horizontal edge never crosses a horizontal ray
-            crosses = (ay > py) != (by > py)
-            inside ^= crosses & (px < ax + (py - ay) * (bx - ax) / (by - ay))
-        mask |= inside
-    return mask
-
-
-def as_rings(polygon: Sequence) -> list[np.ndarray]:
-    """A flat [x0, y0, x1, y1, ...] list is one ring; a list of such lists is several."""
-    parts = polygon if len(polygon) and isinstance(polygon[0], (list, tuple, np.ndarray)) else [polygon]
-    return [np.asarray(part, dtype=np.float64).reshape(-1, 2) for part in parts]
-
-
-def polygon_iou(polygon_a: Sequence, polygon_b: Sequence) -> float:
-    """IoU of two polygons (flat [x0, y0, x1, y1, ...] lists, or lists of them) on the pixel grid.
-
-    Pixel-level like COCO's mask IoU (pycocotools rasterises polygons too); exact enough for
-    thresholds 0.5..0.95 on regions more than a few pixels wide.
-    """
-    rings_a, rings_b = as_rings(polygon_a), as_rings(polygon_b)
-    both = np.vstack(rings_a + rings_b)
-    lo = np.floor(both.min(axis=0)).astype(int)
-    hi = np.ceil(both.max(axis=0)).astype(int)
-    shape = (max(int(hi[1] - lo[1]), 1), max(int(hi[0] - lo[0]), 1))
-    mask_a = polygon_mask(rings_a, (lo[0], lo[1]), shape)
-    mask_b = polygon_mask(rings_b, (lo[0], lo[1]), shape)
-    union = np.count_nonzero(mask_a | mask_b)
-    return float(np.count_nonzero(mask_a & mask_b) / union) if union else 0.0
 
 
 @dataclass(frozen=True)
@@ -225,22 +147,3 @@ def match_in_order(
     pairs = CandidatePairs(pred=np.repeat(np.arange(num_preds), num_gt), gt=np.tile(np.arange(num_gt), num_preds))
     crowd = np.zeros(num_gt, dtype=bool) if gt_is_crowd is None else np.asarray(gt_is_crowd, dtype=bool)
     return greedy_match(pairs, quality.reshape(-1), np.arange(num_preds), crowd, thresholds)
-
-
-def one_to_one(quality: np.ndarray) -> list[tuple[int, int, float]]:
-    """Pair rows with columns one-to-one, best quality first (greedy), skipping zero quality.
-
-    Used where every pair's quality counts (rewards) rather than a threshold (F1@IoU).
-    """
-    quality = np.asarray(quality, dtype=np.float64)
-    if quality.size == 0:
-        return []
-    rows, cols = np.nonzero(quality > 0)
-    order = np.argsort(-quality[rows, cols], kind="stable")
-    row_used, col_used, pairs = set(), set(), []
-    for r, c in zip(rows[order], cols[order]):
-        if r not in row_used and c not in col_used:
-            row_used.add(r)
-            col_used.add(c)
-            pairs.append((int(r), int(c), float(quality[r, c])))
-    return pairs

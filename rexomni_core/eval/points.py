@@ -1,7 +1,8 @@
 """Pointing (F1@Point) and GUI grounding accuracy.
 
 Regions are the package's own (rexomni_core.regions): predictions are Point (or Box, scored by
-its centre) regions, ground truth is Polygon (a mask outline) or Box regions, matched by phrase.
+its centre) regions, ground truth is Polygon (a mask outline) or Box regions, matched by phrase;
+whether a point hits a region is `geometry.inside`.
 """
 
 from __future__ import annotations
@@ -12,28 +13,10 @@ import numpy as np
 
 from rexomni_core.eval.f1 import F1Report, f1_from_quality_groups
 from rexomni_core.eval.inputs import Detections, GroundTruth
-from rexomni_core.eval.matching import as_rings, polygon_mask
+from rexomni_core.geometry import inside, point_of
 from rexomni_core.regions import Box, Point, Polygon, group_by_phrase
 
 POINT_HIT = (0.5,)  # quality is 1 (inside) or 0 (outside): any threshold in (0, 1] works
-
-
-def point_of(region: Point | Box) -> tuple[float, float]:
-    """The point a prediction stands for: a Point itself, a Box's centre."""
-    if isinstance(region, Box):
-        x0, y0, x1, y1 = region.coords
-        return (x0 + x1) / 2, (y0 + y1) / 2
-    return region.coords[0], region.coords[1]
-
-
-def inside(xy: tuple[float, float], target: Box | Polygon) -> bool:
-    """Whether a point lies in a GT region: the mask (pixel containing the point, as a mask
-    lookup would do) for a Polygon, the closed box for a Box."""
-    x, y = xy
-    if isinstance(target, Polygon):  # coords: one flat ring, or a list of rings (COCO parts)
-        return bool(polygon_mask(as_rings(target.coords), (int(np.floor(x)), int(np.floor(y))), (1, 1))[0, 0])
-    x0, y0, x1, y1 = target.coords
-    return x0 <= x <= x1 and y0 <= y <= y1
 
 
 def pointing_f1(samples: Iterable[tuple[Sequence[Point | Box], Sequence[Box | Polygon]]]) -> F1Report:

@@ -26,19 +26,20 @@ from typing import Any, Iterator
 import numpy as np
 from tqdm import tqdm
 
+from ..coco import bbox_to_xyxy, keypoint_instance, result_record, text_region
 from .duplicates import file_degeneracy
 from .f1 import counting_mae, evaluate_f1, sound_f1
-from ..errors import InputError, MissingInputError
-from .inputs import BadInputError, detections_from_records, field_issues, ground_truth_from_payload, read_json
-from ..regions import Box, Keypoints, Polygon, Region, region_from_dict
+from ..errors import BadRecordError, InputError, MissingInputError
+from .inputs import detections_from_records, field_problems, ground_truth_from_payload, read_json
+from ..regions import Box, Region, region_from_dict
 from .keypoints import keypoint_f1
 from .ocr import ocr_scores
 from .points import gui_grounding_accuracy, pointing_f1_arrays, pointing_summary
+from ..tasks import TASKS, Task
 
-BOX_TASKS = ("detection", "referring", "pointing", "visual_prompting")
-# Tasks scored query by query against ground-truth regions rebuilt from the COCO file.
-REGION_TASKS = ("ocr_box", "ocr_polygon", "gui_grounding", "gui_pointing", "keypoint")
-TASKS = BOX_TASKS + REGION_TASKS
+# Task families scored query by query against ground-truth regions rebuilt from the COCO file;
+# the answers of the others (boxes, points) are scored together as one COCO results list.
+PER_QUERY_FAMILIES = ("ocr", "gui", "keypoints")
 CATEGORY_CHOICES = ("present", "all")
 RUN_RECORD = "run.json"  # beside answers.jsonl: what its answers are answers to
 
@@ -54,7 +55,7 @@ class Query:
     visual_prompt_boxes: list[list[float]] | None = None
     category_id: int | None = None  # visual prompting answers are for this category
     keypoint_type: str | None = None
-    truth: list[Region] = field(default_factory=list)  # REGION_TASKS: what the answer should say
+    truth: list[Region] = field(default_factory=list)  # PER_QUERY_FAMILIES: what the answer should say
 
 
 def find_dataset(data_dir: Path) -> tuple[Path, Path]:
@@ -80,13 +81,14 @@ def _image_path(data_dir: Path, image: dict) -> Path:
 def build_queries(
     payload: dict, data_dir: Path, task: str, categories: str = "present", file: str = "<ground truth>"
 ) -> list[Query]:
-    """The prompts of a run; a malformed COCO `payload` (read from `file`) is a BadInputError."""
+    """The prompts of a run; a malformed COCO `payload` (read from `file`) is a BadRecordError."""
     if task not in TASKS:
         raise InputError(f"eval run supports tasks {', '.join(TASKS)}; got {task!r}")
+    spec = TASKS[task]
     if categories not in CATEGORY_CHOICES:
         raise InputError(f"categories must be one of {CATEGORY_CHOICES}, got {categories!r}")
     ground_truth_from_payload(payload, file)  # the lists, ids, references and boxes
-    _check_query_fields(payload, task, file)
+    _check_query_fields(payload, spec, file)
     names = {c["id"]: c["name"] for c in payload["categories"]}
     by_image: dict[int, list[dict]] = {image["id"]: [] for image in payload["images"]}
     for annotation in payload["annotations"]:
@@ -95,16 +97,16 @@ def build_queries(
     queries = []
     for image in payload["images"]:
         path = _image_path(data_dir, image)
-        if task in REGION_TASKS:
-            queries.extend(_region_queries(task, image["id"], path, by_image[image["id"]], payload["categories"]))
+        if spec.family in PER_QUERY_FAMILIES:
+            queries.extend(_region_queries(spec, image["id"], path, by_image[image["id"]], payload["categories"]))
             continue
         present = list(dict.fromkeys(names[a["category_id"]] for a in by_image[image["id"]]))
-        if task == "visual_prompting":
+        if spec.needs_visual_prompt:
             # One query per category present: its first instance is the reference box.
             for category_id in dict.fromkeys(a["category_id"] for a in by_image[image["id"]]):
-                x, y, w, h = next(a["bbox"] for a in by_image[image["id"]] if a["category_id"] == category_id)
+                bbox = next(a["bbox"] for a in by_image[image["id"]] if a["category_id"] == category_id)
                 queries.append(Query(f"{image['id']}/{category_id}", image["id"], path,
-                                     visual_prompt_boxes=[[x, y, x + w, y + h]], category_id=category_id))
+                                     visual_prompt_boxes=[bbox_to_xyxy(bbox)], category_id=category_id))
             continue
         asked = present if categories == "present" else list(names.values())
         if asked:
@@ -112,67 +114,48 @@ def build_queries(
     return queries
 
 
-def _check_query_fields(payload: dict, task: str, file: str) -> None:
+def _check_query_fields(payload: dict, task: Task, file: str) -> None:
     """The fields queries are made of, beyond those the ground truth is checked for."""
     needed = [("images", "file_name", str), ("categories", "name", str)]
-    if task.startswith("gui"):
+    if task.family == "gui":
         needed += [("annotations", "id", int), ("annotations", "text", str)]  # one query per element
-    elif task == "keypoint":
+    elif task.family == "keypoints":
         needed.append(("categories", "keypoints", list))  # the keypoint names, in triplet order
-    issues = [issue for part, name, kind in needed for issue in field_issues(f"{file} {part}", payload[part], name, kind)]
-    if issues:
-        raise BadInputError(issues)
+    problems = [problem for part, name, kind in needed for problem in field_problems(f"{file} {part}", payload[part], name, kind)]
+    if problems:
+        raise BadRecordError(problems)
 
 
-def _region_queries(task: str, image_id: int, path: Path, annotations: list[dict], categories: list[dict]) -> list[Query]:
+def _region_queries(task: Task, image_id: int, path: Path, annotations: list[dict], categories: list[dict]) -> list[Query]:
     category = {c["id"]: c for c in categories}
-    if task.startswith("ocr"):
+    if task.family == "ocr":
         queries = []
         for granularity in dict.fromkeys(category[a["category_id"]]["name"] for a in annotations):
-            truth = [_text_region(a, task) for a in annotations if category[a["category_id"]]["name"] == granularity]
+            truth = [text_region(a, as_polygon=task.region_kind == "polygon")
+                     for a in annotations if category[a["category_id"]]["name"] == granularity]
             queries.append(Query(f"{image_id}/{granularity}", image_id, path, categories=[granularity], truth=truth))
         return queries
-    if task.startswith("gui"):
+    if task.family == "gui":
         return [
             Query(f"{image_id}/{a['id']}", image_id, path, categories=[f"{a['text']} {category[a['category_id']]['name']}"],
-                  truth=[Box(category[a["category_id"]]["name"], _xyxy(a["bbox"]))])
+                  truth=[Box(category[a["category_id"]]["name"], bbox_to_xyxy(a["bbox"]))])
             for a in annotations
         ]
-    truth = [_keypoint_instance(a, category[a["category_id"]]) for a in annotations if a.get("keypoints")]
+    truth = [keypoint_instance(a, category[a["category_id"]]) for a in annotations if a.get("keypoints")]
     return [Query(str(image_id), image_id, path, categories=["person"], keypoint_type="person", truth=truth)]
-
-
-def _xyxy(bbox: list[float]) -> list[float]:
-    x, y, w, h = bbox
-    return [x, y, x + w, y + h]
-
-
-def _text_region(annotation: dict, task: str) -> Region:
-    text, segmentation = annotation.get("text", ""), annotation.get("segmentation")
-    if task == "ocr_polygon" and isinstance(segmentation, list) and len(segmentation) == 1:
-        return Polygon(text, list(segmentation[0]), text=text)
-    return Box(text, _xyxy(annotation["bbox"]), text=text)
-
-
-def _keypoint_instance(annotation: dict, category: dict) -> Keypoints:
-    triplets = annotation["keypoints"]
-    coords = {
-        name: [triplets[3 * k], triplets[3 * k + 1]] if triplets[3 * k + 2] > 0 else None
-        for k, name in enumerate(category["keypoints"])
-    }
-    return Keypoints(category["name"], coords, box=_xyxy(annotation["bbox"]))
 
 
 def score_region_task(task: str, queries: list[Query], answers: list[dict]) -> dict[str, Any]:
     """Metrics of an OCR, GUI or keypoint run: each answer against its query's ground truth."""
+    family = TASKS[task].family
     pairs = [([region_from_dict(r) for r in a["prediction"]["regions"]], q.truth) for q, a in zip(queries, answers)]
-    if task.startswith("ocr"):
+    if family == "ocr":
         report = ocr_scores(pairs)
         metrics = {f"e2e_{k}": v for k, v in report.end_to_end.to_dict().items() if "@" in k}
         metrics.update({f"det_{k}": v for k, v in report.detection.to_dict().items() if "@" in k})
         metrics.update(mean_edit_distance=report.mean_edit_distance, matched_pairs=report.matched_pairs)
         return metrics
-    if task.startswith("gui"):
+    if family == "gui":
         return {"accuracy": gui_grounding_accuracy((predicted[0] if predicted else None, truth[0]) for predicted, truth in pairs)}
     report = keypoint_f1(pairs)
     return {"f1@oks0.5": report.at_50.f1, "f1@oks_mean": report.at_miou.f1,
@@ -293,18 +276,16 @@ def coco_results(answer: dict, category_ids: dict[str, int]) -> list[dict[str, A
     """COCO result records of one answer. Visual prompting answers belong to their query's
     category whatever phrase the model wrote; other phrases map by name (unknown ones dropped)."""
     records = []
-    for region in answer["prediction"]["regions"]:
-        if region["kind"] not in ("box", "point"):
+    for region in map(region_from_dict, answer["prediction"]["regions"]):
+        if region.kind not in ("box", "point"):
             continue
         if answer["category_id"] is not None:
             category_id = answer["category_id"]
-        elif region["phrase"] in category_ids:
-            category_id = category_ids[region["phrase"]]
+        elif region.phrase in category_ids:
+            category_id = category_ids[region.phrase]
         else:
             continue
-        x0, y0, x1, y1 = region["coords"] if region["kind"] == "box" else region["coords"] * 2
-        records.append({"image_id": answer["image_id"], "category_id": category_id,
-                        "bbox": [x0, y0, x1 - x0, y1 - y0], **({"score": region["score"]} if "score" in region else {})})
+        records.append(result_record(region, answer["image_id"], category_id, unscored=None))
     return records
 
 
@@ -319,8 +300,9 @@ def evaluate_model(
     gt_file, data_dir = find_dataset(Path(data_dir))
     payload = read_json(gt_file)
     queries = build_queries(payload, data_dir, task, categories, str(gt_file))  # checks `payload` too
+    spec = TASKS[task]
     # Points are judged against masks where every annotation has polygons (METRICS.md), else boxes.
-    use_masks = task == "pointing" and all(
+    use_masks = spec.family == "points" and all(
         isinstance(a.get("segmentation"), list) and a["segmentation"] for a in payload["annotations"]
     )
     gt = ground_truth_from_payload(payload, str(gt_file), with_polygons=use_masks)
@@ -328,21 +310,23 @@ def evaluate_model(
     out_dir = Path(out_dir)
     answers = list(predict_queries(model, queries, task, out_dir / "answers.jsonl", resume,
                                    fingerprint=fingerprint, **generation))
-    if task in REGION_TASKS:
+    if spec.family in PER_QUERY_FAMILIES:
         return _finish(score_region_task(task, queries, answers), answers, out_dir)
     category_ids = {c["name"]: c["id"] for c in payload["categories"]}
     results = [record for answer in answers for record in coco_results(answer, category_ids)]
     (out_dir / "predictions.json").write_text(json.dumps(results))
-    dets = detections_from_records(results, gt, str(out_dir / "predictions.json"))
-    if task == "pointing":
+    # These records are the model's answers, not the user's data: a malformed one (a box with
+    # negative size) is the model's error, left out and counted in the metrics' `num_left_out`.
+    dets = detections_from_records(results, gt, str(out_dir / "predictions.json"), lenient=True)
+    if spec.family == "points":
         metrics = pointing_summary(pointing_f1_arrays(gt, dets))
         metrics["point_targets"] = "masks" if use_masks else "boxes"
-    elif task == "visual_prompting":
+    elif spec.needs_visual_prompt:
         metrics = sound_f1(gt, dets, pool_categories=True).to_dict()
         metrics["counting_mae"] = counting_mae(gt, dets)
     else:
         metrics = evaluate_f1(gt, dets, protocol).to_dict()
-    if task != "pointing":
+    if spec.family != "points":
         # The degenerate outputs GRPO is meant to remove (both duplicate definitions, large boxes).
         degeneracy = file_degeneracy(gt, dets)
         metrics.update({k: v for k, v in degeneracy.items() if k.endswith("_rate")})

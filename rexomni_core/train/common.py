@@ -1,5 +1,6 @@
-"""What SFT and GRPO share: checkpoints that are complete Rex-Omni directories, resuming from
-the newest one with its weights, LoRA on the language model, and the final save.
+"""What SFT and GRPO share: the Trainer arguments their common fields set, checkpoints that are
+complete Rex-Omni directories, resuming from the newest one with its weights, LoRA on the
+language model, and the final save.
 
 Both trainers get the processor as `processing_class`, so the Trainer writes it into each
 checkpoint before `trainer_state.json`, the file written last: a checkpoint with that file is
@@ -11,11 +12,31 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
+
+import torch
 
 from ..model import RexOmni
-from .configs import LoraSettings
+from .configs import LoraSettings, TrainingConfig
 
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def training_arguments(config: TrainingConfig) -> dict[str, Any]:
+    """The keyword arguments of a transformers `TrainingArguments` (TRL's `GRPOConfig` is one)
+    that every stage sets alike from its config; each trainer adds its own."""
+    return dict(
+        output_dir=str(Path(config.output_dir)),
+        max_steps=config.max_steps,
+        learning_rate=config.learning_rate,
+        logging_steps=config.logging_steps,
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        seed=config.seed,
+        bf16=config.bf16,
+        use_cpu=not torch.cuda.is_available(),  # transformers wants this said for CPU bf16
+        report_to=config.report_to,
+    )
 
 
 class ResumeWithWeights:

@@ -1,8 +1,19 @@
-"""Training configurations: typed dataclasses, read from and written to YAML.
+"""Training configurations: typed dataclasses read from and written to YAML, and the recipes and
+accelerate configs the package ships.
 
 A YAML file mirrors the dataclass tree (`data:`, `lora:` are nested sections); unknown keys are
 errors, so a typo never silently trains with a default. `--set key=value` on the command line
 overrides any field (`--set data.seed=3`, `--set max_steps=200`).
+
+A config may be written as changes to another: `base: NAME` starts from a packaged recipe, and
+`base: FILE.yaml` from a file (relative to the config's own folder). The config is laid over its
+base: a mapping (`data:`, `data.kwargs:`, `lora:`) merges key by key, recursively; any other
+value, a list such as `mixture` included, replaces the base's whole. A base may have a base;
+`--set` applies to the result.
+
+Packaged recipes are the files of `train/recipes/`, named by their stem: `--config
+nano_ladder6_shapes` works from any folder, once installed. A config given with a slash or a
+`.yaml`/`.yml` ending is a path; anything else is a recipe name.
 """
 
 from __future__ import annotations
@@ -16,6 +27,8 @@ from typing import Any
 from ..errors import InputError, MissingInputError
 
 NANO_INIT = "nano-init"  # `model:` value that starts from a freshly initialised nano model
+RECIPES = Path(__file__).parent / "recipes"
+ACCELERATE_CONFIGS = Path(__file__).parent / "accelerate"
 
 
 @dataclass
@@ -58,18 +71,13 @@ class YamlConfig:
     NON_NEGATIVE: typing.ClassVar[tuple[str, ...]] = ()  # fields that must be ≥ 0
 
     @classmethod
-    def from_yaml(cls, path: str | Path, overrides: list[str] | None = None):
+    def from_yaml(cls, recipe: str | Path, overrides: list[str] | None = None):
+        """The config in a YAML file or packaged recipe (`recipe_path`), bases resolved, then
+        each `key=value` of `overrides` (`--set`)."""
         import yaml
 
-        path = Path(path)
-        if not path.is_file():
-            raise MissingInputError(f"no config file at {path}")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise InputError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
-        if not isinstance(raw, dict):
-            raise InputError(f"{path}: a config is a mapping of field: value, got {type(raw).__name__}")
+        path = recipe_path(recipe)
+        raw = read_recipe(path)
         for item in overrides or []:
             key, sep, value = item.partition("=")
             if not sep:
@@ -101,23 +109,47 @@ class YamlConfig:
 
 
 @dataclass
-class SFTConfig(YamlConfig):
-    POSITIVE = ("max_steps", "batch_size", "gradient_accumulation_steps", "learning_rate", "logging_steps",
-                "save_steps", "save_total_limit", "square_side", "min_pixels", "max_pixels")
+class TrainingConfig(YamlConfig):
+    """What every training stage takes; `training_arguments` (train/common.py) maps it onto the
+    Trainer's arguments. Each stage gives its own defaults to the fields without one here."""
+
+    POSITIVE = ("max_steps", "learning_rate", "logging_steps", "save_steps", "save_total_limit")
+
+    output_dir: str
+    model: str | None  # a directory or hub id; None: the shipped nano
+    data: DataConfig
+    max_steps: int
+    learning_rate: float
+    logging_steps: int
+    save_steps: int
+    save_total_limit: int
+    lora: LoraSettings = field(default_factory=LoraSettings)
+    resume: bool = True  # continue from the newest checkpoint in output_dir when there is one
+    seed: int = 0
+    bf16: bool = False  # bf16 autocast (GPUs, and CPUs with avx512_bf16 or AMX); weights stay fp32
+    report_to: str = "none"
+
+
+@dataclass
+class SFTConfig(TrainingConfig):
+    POSITIVE = TrainingConfig.POSITIVE + (
+        "batch_size", "gradient_accumulation_steps", "square_side", "min_pixels", "max_pixels"
+    )
     NON_NEGATIVE = ("min_learning_rate_ratio", "warmup_steps", "weight_decay", "max_grad_norm", "coordinate_sigma",
                     "coordinate_radius", "attention_grounding", "dataloader_num_workers")
 
     output_dir: str = "runs/sft"
-    # "nano-init": a fresh nano model; None: the shipped nano; else a directory or hub id.
-    model: str | None = NANO_INIT
+    model: str | None = NANO_INIT  # here also "nano-init": a fresh nano model
+    data: DataConfig = field(default_factory=DataConfig)
+    max_steps: int = 1000
+    learning_rate: float = 1e-3
+    logging_steps: int = 10
+    save_steps: int = 200
+    save_total_limit: int = 3
     # With model "nano-init": overrides of the nano architecture, {"text": {...}, "vision": {...}}.
     nano_architecture: dict[str, dict[str, Any]] = field(default_factory=dict)
-    data: DataConfig = field(default_factory=DataConfig)
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    max_steps: int = 1000
     batch_size: int = 16
     gradient_accumulation_steps: int = 1
-    learning_rate: float = 1e-3
     min_learning_rate_ratio: float = 0.1  # cosine decays to this share of the peak
     warmup_steps: int = 100
     weight_decay: float = 0.01
@@ -137,48 +169,106 @@ class SFTConfig(YamlConfig):
     square_side: int | None = None
     min_pixels: int | None = None  # None: the processor's (released) bounds
     max_pixels: int | None = None
-    logging_steps: int = 10
-    save_steps: int = 200
-    save_total_limit: int = 3
-    resume: bool = True  # continue from the newest checkpoint in output_dir when there is one
-    seed: int = 0
-    bf16: bool = False  # bf16 autocast (GPUs, and CPUs with avx512_bf16 or AMX); weights stay fp32
     dataloader_num_workers: int = 0
-    report_to: str = "none"
+
 
 @dataclass
-class GRPOConfig(YamlConfig):
+class GRPOConfig(TrainingConfig):
     """GRPO after SFT: prompts from the data engines (by default the dense shapes split, where the
     paper saw duplicates), `num_generations` completions per prompt, KL weight `beta`."""
 
-    POSITIVE = ("num_prompts", "max_steps", "prompts_per_step", "num_generations", "learning_rate", "temperature",
-                "max_completion_length", "logging_steps", "save_steps", "save_total_limit")
+    POSITIVE = TrainingConfig.POSITIVE + (
+        "num_prompts", "prompts_per_step", "num_generations", "temperature", "max_completion_length"
+    )
     NON_NEGATIVE = ("beta", "format_weight")
 
     output_dir: str = "runs/grpo"
-    model: str | None = None  # None: the shipped nano; else a directory or hub id
+    model: str | None = None
     data: DataConfig = field(
         default_factory=lambda: DataConfig(
             kwargs={"mixture": [{"world": "shapes", "task": "detection", "split": "dense"}], "seed": 7}
         )
     )
-    lora: LoraSettings = field(default_factory=LoraSettings)
-    num_prompts: int = 1024  # prompts drawn from the data source (the first N of the stream)
     max_steps: int = 200
-    prompts_per_step: int = 2
-    num_generations: int = 8  # the group whose rewards are compared
-    beta: float = 0.04  # KL weight toward the starting model
     learning_rate: float = 1e-5
-    temperature: float = 1.0
-    max_completion_length: int = 512
-    format_weight: float = 0.1  # weight of the format reward beside the task reward (weight 1)
     logging_steps: int = 5
     save_steps: int = 50
     save_total_limit: int = 2
-    resume: bool = True
-    seed: int = 0
-    bf16: bool = False
-    report_to: str = "none"
+    num_prompts: int = 1024  # prompts drawn from the data source (the first N of the stream)
+    prompts_per_step: int = 2
+    num_generations: int = 8  # the group whose rewards are compared
+    beta: float = 0.04  # KL weight toward the starting model
+    temperature: float = 1.0
+    max_completion_length: int = 512
+    format_weight: float = 0.1  # weight of the format reward beside the task reward (weight 1)
+
+
+def recipe_names() -> list[str]:
+    """The names of the packaged recipes (`--config NAME`)."""
+    return _packaged_names(RECIPES)
+
+
+def recipe_path(recipe: str | Path) -> Path:
+    """The file `recipe` stands for: a packaged recipe's name (`nano_ladder6_shapes`) or a path."""
+    return Path(recipe) if _is_path(recipe) else _packaged(RECIPES, str(recipe), "recipe")
+
+
+def accelerate_config(name: str) -> Path:
+    """The packaged `accelerate launch --config_file` for `name` (`zero2`: DeepSpeed, `fsdp`)."""
+    return _packaged(ACCELERATE_CONFIGS, name, "accelerate config")
+
+
+def read_recipe(recipe: str | Path) -> dict[str, Any]:
+    """The mapping of fields a config file or packaged recipe stands for, its bases laid under it."""
+    return _resolved(recipe_path(recipe), chain=())
+
+
+def _is_path(recipe: str | Path) -> bool:
+    text = str(recipe)
+    return isinstance(recipe, Path) or "/" in text or text.endswith((".yaml", ".yml"))
+
+
+def _packaged_names(folder: Path) -> list[str]:
+    return sorted(path.stem for path in folder.glob("*.yaml"))
+
+
+def _packaged(folder: Path, name: str, kind: str) -> Path:
+    path = folder / f"{name}.yaml"
+    if not path.is_file():
+        known = ", ".join(_packaged_names(folder))
+        raise InputError(f"no packaged {kind} named {name!r} (a path needs a '/' or a .yaml ending); known: {known}")
+    return path
+
+
+def _resolved(path: Path, chain: tuple[Path, ...]) -> dict[str, Any]:
+    import yaml
+
+    if not path.is_file():
+        raise MissingInputError(f"no config file at {path}")
+    if path.resolve() in chain:
+        raise InputError(f"{path}: its bases come back to it: {' -> '.join(map(str, chain + (path,)))}")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise InputError(f"{path}: not valid YAML ({' '.join(str(error).split())})") from None
+    if not isinstance(raw, dict):
+        raise InputError(f"{path}: a config is a mapping of field: value, got {type(raw).__name__}")
+    base = raw.pop("base", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str):
+        raise InputError(f"{path}: base is a recipe name or a .yaml path, got {base!r}")
+    base_path = path.parent / base if _is_path(base) else recipe_path(base)
+    return _laid_over(_resolved(base_path, chain + (path.resolve(),)), raw)
+
+
+def _laid_over(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """`changes` over `base`: mappings merge key by key; any other value (a list too) replaces."""
+    merged = dict(base)
+    for key, value in changes.items():
+        both_mappings = isinstance(value, dict) and isinstance(base.get(key), dict)
+        merged[key] = _laid_over(base[key], value) if both_mappings else value
+    return merged
 
 
 def _from_dict(cls, raw: dict):

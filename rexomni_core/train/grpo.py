@@ -9,8 +9,8 @@ TRL decodes completions with special tokens stripped, which erases the answer gr
 (`<|box_start|>` …), so the reward functions here decode `completion_ids` themselves with the
 special tokens kept and parse them with `grammar.parse`.
 
-Multi-GPU: `accelerate launch --config_file rexomni_core/train/accelerate/<zero2|fsdp>.yaml
--m rexomni_core.cli train grpo --config ...`, the same command as on one device.
+Multi-GPU: `accelerate launch --config_file "$(rexomni train accelerate-config zero2)" -m
+rexomni_core.cli train grpo --config ...` (`fsdp` for FSDP), the same command as on one device.
 """
 
 from __future__ import annotations
@@ -21,9 +21,10 @@ from typing import Any, Callable, Sequence
 
 from PIL import Image
 
+from ..chat import chat_messages
 from ..grammar import parse
+from ..images import load_image
 from ..regions import Prediction, Region, region_from_dict, region_to_dict
-from ..tasks import SYSTEM_PROMPT
 from .configs import GRPOConfig
 from .rewards import format_reward, task_reward
 
@@ -35,18 +36,13 @@ def prompt_rows(
     with what the rewards need: task, image size and the ground-truth regions (as JSON).
     `view` gives the image as the model reads it (`RexOmni.view`: nano's square view); TRL's
     processor sees that, while width and height stay the original's (answers are normalised)."""
-    from ..model import load_image
-
     source = config.data.build()
     rows = []
     for index in range(config.num_prompts):
         conversation = source[index]
         rows.append(
             {
-                "prompt": [
-                    {"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]},
-                    {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": conversation.prompt}]},
-                ],
+                "prompt": chat_messages(conversation.prompt),
                 "image": view(load_image(conversation.image)),
                 "task": conversation.task,
                 "width": conversation.width,
@@ -94,7 +90,7 @@ def train_grpo(config: GRPOConfig, callbacks: Sequence = (), extra_rewards: Sequ
     from trl import GRPOTrainer
 
     from ..model import RexOmni
-    from .common import ResumeWithWeights, apply_lora, latest_checkpoint, save_final
+    from .common import ResumeWithWeights, apply_lora, latest_checkpoint, save_final, training_arguments
 
     config.check()  # before anything is written
     output_dir = Path(config.output_dir)
@@ -104,22 +100,13 @@ def train_grpo(config: GRPOConfig, callbacks: Sequence = (), extra_rewards: Sequ
     rexomni = RexOmni.from_pretrained(config.model, device="cpu", dtype=torch.float32)
     rewards = AnswerRewards(rexomni.tokenizer)
     args = TRLGRPOConfig(
-        output_dir=str(output_dir),
-        max_steps=config.max_steps,
+        **training_arguments(config),
         per_device_train_batch_size=config.prompts_per_step * config.num_generations,
         num_generations=config.num_generations,
         beta=config.beta,
-        learning_rate=config.learning_rate,
         temperature=config.temperature,
         max_completion_length=config.max_completion_length,
         reward_weights=[1.0, config.format_weight] + [1.0] * len(extra_rewards),
-        logging_steps=config.logging_steps,
-        save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit,
-        seed=config.seed,
-        bf16=config.bf16,
-        use_cpu=not torch.cuda.is_available(),
-        report_to=config.report_to,
     )
     class RexOmniGRPOTrainer(ResumeWithWeights, GRPOTrainer):
         pass

@@ -17,14 +17,14 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from ..eval.keypoints import box_area, oks
-from ..eval.matching import box_iou, one_to_one
-from ..eval.ocr import region_iou, text_of
-from ..eval.points import inside, point_of
+from ..geometry import box_area, box_iou, inside, one_to_one, oks, point_of, region_iou
 from ..regions import Box, Keypoints, Polygon, Prediction, Region, group_by_phrase
+from ..tasks import TASKS, Task
+from ..text_similarity import text_of
 from ..errors import InputError
 
 Quality = Callable[[Region, Region], float]
+Reward = Callable[[Prediction, Sequence[Region]], float]
 
 
 def matched_f1(predictions: Sequence[Region], truth: Sequence[Region], quality: Quality) -> float:
@@ -83,23 +83,17 @@ def format_reward(prediction: Prediction) -> float:
     return 1.0 if prediction.well_formed else 0.0
 
 
-REWARDS_BY_TASK: dict[str, Callable[[Prediction, Sequence[Region]], float]] = {
-    "detection": box_reward,
-    "referring": box_reward,
-    "visual_prompting": box_reward,
-    "gui_grounding": box_reward,
-    "pointing": point_reward,
-    "gui_pointing": point_reward,
-    "ocr_box": ocr_reward,
-    "ocr_polygon": ocr_reward,
-    "keypoint": keypoint_reward,
-}
+# The reward of an answer is decided by the regions it holds; OCR answers are judged by their text too.
+REWARDS_BY_REGION_KIND: dict[str, Reward] = {"box": box_reward, "point": point_reward, "keypoints": keypoint_reward}
+
+
+def reward_of(task: Task) -> Reward:
+    """The geometric reward a task's answers get."""
+    return ocr_reward if task.ocr else REWARDS_BY_REGION_KIND[task.region_kind]
 
 
 def task_reward(task: str, prediction: Prediction, truth: Sequence[Region]) -> float:
     """The geometric reward of `task` for one answer."""
-    try:
-        reward = REWARDS_BY_TASK[task]
-    except KeyError:
-        raise InputError(f"no reward for task {task!r}; known: {', '.join(REWARDS_BY_TASK)}") from None
-    return reward(prediction, truth)
+    if task not in TASKS:
+        raise InputError(f"no reward for task {task!r}; known: {', '.join(TASKS)}")
+    return reward_of(TASKS[task])(prediction, truth)

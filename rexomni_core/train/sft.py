@@ -8,8 +8,9 @@ The transformers `Trainer` with two Rex-Omni pieces:
   attend, from each position that writes a coordinate, to the image tokens of that region.
 Checkpoints are ordinary `save_pretrained` directories (plus optimizer state), so any checkpoint
 loads with `RexOmni.from_pretrained(path)`; a rerun with the same config resumes from the newest.
-Multi-GPU: launch the same command with `accelerate launch --config_file
-rexomni_core/train/accelerate/<zero2|fsdp>.yaml -m rexomni_core.cli train sft --config ...`.
+Multi-GPU: launch the same command with `accelerate launch --config_file "$(rexomni train
+accelerate-config zero2)" -m rexomni_core.cli train sft --config ...` (`fsdp` for FSDP; the
+packaged files are `train/accelerate/*.yaml`).
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from ..coords import NUM_BINS
 from ..grammar import IM_END
-from ..model import RexOmni, build_nano, load_image
-from .common import ResumeWithWeights, apply_lora, latest_checkpoint, save_final
+from ..images import load_image
+from ..model import RexOmni
+from ..nano.architecture import build_nano
+from .common import ResumeWithWeights, apply_lora, latest_checkpoint, save_final, training_arguments
 from .configs import NANO_INIT, SFTConfig
 
 IGNORE_INDEX = -100
@@ -268,25 +271,16 @@ def train_sft(config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()) -> P
     samples = config.max_steps * config.batch_size * config.gradient_accumulation_steps
     dataset = ConversationDataset(config.data.build(), length=samples)
     args = TrainingArguments(
-        output_dir=str(output_dir),
-        max_steps=config.max_steps,
+        **training_arguments(config),
         per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
-        learning_rate=config.learning_rate,
         lr_scheduler_type="cosine_with_min_lr",
         lr_scheduler_kwargs={"min_lr_rate": config.min_learning_rate_ratio},
         warmup_steps=config.warmup_steps,
         weight_decay=config.weight_decay,
         max_grad_norm=config.max_grad_norm,
-        logging_steps=config.logging_steps,
-        save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit,
-        seed=config.seed,
-        bf16=config.bf16,
-        use_cpu=not torch.cuda.is_available(),  # transformers wants this said for CPU bf16
         dataloader_num_workers=config.dataloader_num_workers,
         remove_unused_columns=False,  # the collator's columns are the model's inputs
-        report_to=config.report_to,
     )
     trainer = RexOmniTrainer(
         model=model,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ...errors import InputError
+from ...errors import InputError, SkipReport
 from .coco import CocoDataset, CocoWriter, write_coco
 from .jsonl import JsonlDataset, write_jsonl
-from .records import BadRecord, Record, SkipReport
+from .records import Record
 from .tsv import TsvDataset, tsv_files, write_tsv
 
 FORMATS = ("coco", "tsv", "jsonl")
@@ -59,7 +59,7 @@ def check_conversion(source, source_format: str, destination, destination_format
 
 
 __all__ = [
-    "FORMATS", "BadRecord", "CocoDataset", "CocoWriter", "JsonlDataset", "Record", "SkipReport",
+    "FORMATS", "CocoDataset", "CocoWriter", "JsonlDataset", "Record",
     "TsvDataset", "check_conversion", "dataset_files", "open_dataset", "write_coco", "write_dataset",
     "write_jsonl", "write_tsv",
 ]

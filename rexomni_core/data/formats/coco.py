@@ -2,8 +2,9 @@
 
 Boxes are xywh in the file and xyxy in `Annotation`. Masks are written as compressed RLE, OCR
 quadrilaterals as polygons, keypoints as x, y, v triplets (v = 0 for invisible, 2 for visible)
-with the category's `keypoints` names. Crowd regions (`iscrowd: 1`) are read with their mask and
-flagged `attributes["iscrowd"] = "1"`, so a sampler can leave them out of positives.
+with the category's `keypoints` names (the conversions are `rexomni_core.coco`'s). Crowd regions
+(`iscrowd: 1`) are read with their mask and flagged `attributes["iscrowd"] = "1"`, so a sampler
+can leave them out of positives.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ import os
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
-from ...errors import InputError, MissingInputError
+from ...coco import bbox_to_xyxy, keypoint_triplets, keypoints_from_triplets, xyxy_to_bbox
+from ...errors import BadRecordError, InputError, MissingInputError, SkipReport, skip_or_raise
 from ...tasks import KEYPOINT_SCHEMAS
 from ..annotations import Annotation
 from .atomic import StagedFiles, staged_files
 from .records import (
-    BadRecord, Record, SkipReport, attributes_field, check_box, checked_records, handle, image_file, image_path,
-    mask_to_rle, numbers, positive_int, rle_to_mask, text_field,
+    Record, Where, attributes_field, check_box, checked_records, image_file, image_path, mask_to_rle, numbers,
+    positive_int, rle_to_mask, text_field,
 )
 
 
@@ -56,7 +58,7 @@ class CocoWriter:
             "id": len(self.annotations) + 1,
             "image_id": image_id,
             "category_id": self.category_id(a.category),
-            "bbox": [x0, y0, x1 - x0, y1 - y0],
+            "bbox": xyxy_to_bbox(a.box),
             "area": float(a.mask.bits.sum()) if a.mask is not None else (x1 - x0) * (y1 - y0),
             "iscrowd": int(a.attributes.get("iscrowd", "0") == "1"),
         }
@@ -65,10 +67,7 @@ class CocoWriter:
         elif a.mask is not None:
             data["segmentation"] = mask_to_rle(a.mask, width, height)
         if a.keypoints is not None:
-            triplets = []
-            for xy in a.keypoints.values():
-                triplets += [xy[0], xy[1], 2] if xy is not None else [0, 0, 0]
-            data["keypoints"] = triplets
+            data["keypoints"] = keypoint_triplets(a.keypoints)
             data["num_keypoints"] = sum(xy is not None for xy in a.keypoints.values())
         if a.text is not None:
             data["text"] = a.text
@@ -118,33 +117,37 @@ class CocoDataset:
                              f"'categories', got a {type(data).__name__}")
         return data
 
+    # Images and categories are what every record refers to: a bad one is fatal even when
+    # reading leniently (it is raised, never skipped).
+
     def _list(self, data: dict, key: str, default: list | None = None) -> list:
         entries = data.get(key, default)
         if not isinstance(entries, list):
-            raise InputError(f"{self.path}: field {key!r} must be a list, got {entries!r:.80}")
+            raise Where(str(self.path)).bad(key, f"must be a list, got {entries!r:.80}")
         return entries
 
     def _by_id(self, data: dict, key: str) -> dict[int | str, dict]:
         """The entries of `data[key]` (images or categories) by their unique id."""
         entries = {}
         for k, entry in enumerate(self._list(data, key)):
+            where = Where(str(self.path), f"{key}[{k}]")
             entry_id = entry.get("id") if isinstance(entry, dict) else None
             if not _is_id(entry_id):
-                raise InputError(f"{self.path}, {key}[{k}]: must be an object with an integer field 'id', got {entry!r:.80}")
+                raise where.bad("id", f"must be the integer id of an object, got {entry!r:.80}")
             if entry_id in entries:
-                raise InputError(f"{self.path}, {key}[{k}]: field 'id' {entry_id!r} is used twice")
+                raise where.bad("id", f"{entry_id!r} is used twice")
             entries[entry_id] = entry
         return entries
 
     def _categories(self, data: dict) -> dict[int | str, dict]:
         categories = self._by_id(data, "categories")
         for category_id, category in categories.items():
-            where = f"{self.path}, category id {category_id}"
+            where = Where(str(self.path), f"category id {category_id}")
             name, keypoints = category.get("name"), category.get("keypoints")
             if not isinstance(name, str) or not name:
-                raise InputError(f"{where}: field 'name' must be a non-empty string, got {name!r}")
+                raise where.bad("name", f"must be a non-empty string, got {name!r}")
             if keypoints is not None and not (isinstance(keypoints, list) and all(isinstance(k, str) for k in keypoints)):
-                raise InputError(f"{where}: field 'keypoints' must be a list of keypoint names, got {keypoints!r}")
+                raise where.bad("keypoints", f"must be a list of keypoint names, got {keypoints!r}")
         return categories
 
     def _annotations_by_image(self, data: dict) -> dict[int | str, list[dict]]:
@@ -152,16 +155,17 @@ class CocoDataset:
         for k, annotation in enumerate(self._list(data, "annotations", default=[])):
             try:
                 by_image[self._image_of(annotation, k)].append(annotation)
-            except BadRecord as error:
-                handle(error, self.lenient, self.report, "bad annotations")
+            except BadRecordError as error:
+                skip_or_raise(error, self.lenient, self.report, "bad annotations")
         return by_image
 
     def _image_of(self, annotation: object, k: int) -> int | str:
         if not isinstance(annotation, dict):
-            raise BadRecord(f"{self.path}, annotations[{k}]: an annotation must be a JSON object, got {annotation!r:.80}")
+            raise Where(str(self.path), f"annotations[{k}]").bad(
+                None, f"an annotation must be a JSON object, got {annotation!r:.80}")
         image_id = annotation.get("image_id")
         if not (_is_id(image_id) and image_id in self.images):
-            raise BadRecord(f"{self.path}, annotation id {annotation.get('id')}: field 'image_id' {image_id!r} names no image")
+            raise Where(str(self.path), f"annotation id {annotation.get('id')}").bad("image_id", f"{image_id!r} names no image")
         return image_id
 
     def __len__(self) -> int:
@@ -170,25 +174,24 @@ class CocoDataset:
     def __getitem__(self, i: int) -> Record:
         image_id = self.image_ids[i]
         info = self.images[image_id]
-        where = f"{self.path}, image id {image_id}"
+        where = Where(str(self.path), f"image id {image_id}")
         file = image_path(self.image_root, info.get("file_name"), where, "file_name")
         width, height = positive_int(info.get("width"), where, "width"), positive_int(info.get("height"), where, "height")
         annotations = []
         for data in self.image_annotations[image_id]:
-            where = f"{self.path}, image {info['file_name']!r}, annotation id {data.get('id')}"
+            where = Where(str(self.path), f"image {info['file_name']!r}, annotation id {data.get('id')}")
             try:
                 annotations.append(self._annotation(data, width, height, where))
-            except BadRecord as error:
-                handle(error, self.lenient, self.report, "bad annotations")
+            except BadRecordError as error:
+                skip_or_raise(error, self.lenient, self.report, "bad annotations")
         return Record(file, width, height, annotations, name=Path(info["file_name"]).stem)
 
-    def _annotation(self, data: dict, width: int, height: int, where: str) -> Annotation:
+    def _annotation(self, data: dict, width: int, height: int, where: Where) -> Annotation:
         category_id = data.get("category_id")
         category = self.categories.get(category_id) if _is_id(category_id) else None
         if category is None:
-            raise BadRecord(f"{where}: unknown category_id {category_id!r}")
-        x, y, w, h = numbers(data.get("bbox"), where, "bbox", 4)
-        box = check_box([x, y, x + w, y + h], width, height, where)
+            raise where.bad(None, f"unknown category_id {category_id!r}")
+        box = check_box(bbox_to_xyxy(numbers(data.get("bbox"), where, "bbox", 4)), width, height, where)
         segmentation = data.get("segmentation")
         mask = rle_to_mask(segmentation, width, height, where, "segmentation") if segmentation else None
         # One polygon (an OCR quadrilateral, a simple outline) is kept as a polygon too.
@@ -203,16 +206,12 @@ class CocoDataset:
         )
 
     @staticmethod
-    def _keypoints(data: dict, category: dict, where: str) -> dict[str, list[float] | None] | None:
+    def _keypoints(data: dict, category: dict, where: Where) -> dict[str, list[float] | None] | None:
         """x, y, v triplets, one per keypoint name of the category → name → [x, y] (None: v = 0)."""
         names = category.get("keypoints")
         if not data.get("keypoints") or not names:
             return None
-        triplets = numbers(data["keypoints"], where, "keypoints", 3 * len(names))
-        return {
-            name: [triplets[3 * k], triplets[3 * k + 1]] if triplets[3 * k + 2] > 0 else None
-            for k, name in enumerate(names)
-        }
+        return keypoints_from_triplets(numbers(data["keypoints"], where, "keypoints", 3 * len(names)), names)
 
     def __iter__(self) -> Iterator[Record]:
         return checked_records(self, str(self.path))

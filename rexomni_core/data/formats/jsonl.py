@@ -12,9 +12,10 @@ import os
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from ...errors import SkipReport
 from .atomic import staged_files
 from .lines import LineFile
-from .records import BadRecord, Record, SkipReport, checked_records, image_file, image_path, record_from_json, record_to_json
+from .records import Record, Where, checked_records, image_file, image_path, record_from_json, record_to_json
 
 
 class JsonlDataset:
@@ -29,13 +30,13 @@ class JsonlDataset:
         return len(self.lines)
 
     def __getitem__(self, i: int) -> Record:
-        where = f"{self.lines.path}, line {i + 1}"
+        where = Where(str(self.lines.path), f"line {i + 1}")
         try:
             data = json.loads(self.lines.line(i))
         except json.JSONDecodeError as error:
-            raise BadRecord(f"{where}: not valid JSON ({error.msg})") from None
+            raise where.bad(None, f"not valid JSON ({error.msg})") from None
         if not isinstance(data, dict):
-            raise BadRecord(f"{where}: a record must be a JSON object")
+            raise where.bad(None, "a record must be a JSON object")
         image = image_path(self.root, data.get("image"), where, "image")
         return record_from_json(data, where, image, self.lenient, self.report)
 

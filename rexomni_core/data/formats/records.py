@@ -3,9 +3,10 @@
 A `Record` is one image (a path, or decoded pixels for TSV) with its annotations (the same
 `Annotation` the nano worlds make), so samplers work on real data as on synthetic scenes.
 Bad input is either an error naming the file, record and field (strict, the default) or, in
-lenient mode, a counted skip in a `SkipReport` that the caller prints: nothing is dropped silently.
-The field checks here are shared by the readers; every value is checked before it is used, so a
-malformed file gives a `BadRecord`, never a KeyError or TypeError from deep inside.
+lenient mode, a counted skip in a `SkipReport` that the caller prints: nothing is dropped silently
+(the package's one bad-record mechanism, `rexomni_core.errors`). The field checks here are shared
+by the readers; every value is checked before it is used, so a malformed file gives a
+`BadRecordError`, never a KeyError or TypeError from deep inside.
 """
 
 from __future__ import annotations
@@ -16,14 +17,13 @@ import math
 import os
 import re
 from pathlib import Path
-from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import numpy as np
 from PIL import Image
 
-from ...errors import InputError, MissingInputError
+from ...errors import BadRecordError, InputError, MissingInputError, RecordProblem, SkipReport, skip_or_raise
 from ...images import load_image
 from ..annotations import Annotation, Mask
 from .atomic import StagedFiles
@@ -50,40 +50,20 @@ class Record:
             raise type(error)(f"record {self.name!r}: {error}") from None
 
 
-class BadRecord(InputError):
-    """A record or annotation that breaks the format; the message names where and what."""
+@dataclass(frozen=True)
+class Where:
+    """Where a record (or a part of one) lies in its file, for the problems found in it."""
 
+    file: str
+    record: str | None = None  # the reader's words: "line 3", "image id 7"; None: the file itself
 
-@dataclass
-class SkipReport:
-    """What lenient reading skipped: counts per reason and the first few messages."""
+    def within(self, part: str) -> "Where":
+        """A part of this record: "line 3" → "line 3, annotation 0"."""
+        return Where(self.file, part if self.record is None else f"{self.record}, {part}")
 
-    counts: Counter = field(default_factory=Counter)
-    examples: list[str] = field(default_factory=list)
-
-    def add(self, reason: str, message: str) -> None:
-        self.counts[reason] += 1
-        if len(self.examples) < 10:
-            self.examples.append(message)
-
-    @property
-    def total(self) -> int:
-        return sum(self.counts.values())
-
-    def summary(self) -> str:
-        if not self.total:
-            return "nothing skipped"
-        reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(self.counts.items()))
-        return f"skipped {self.total}: {reasons}"
-
-
-def handle(error: BadRecord, lenient: bool, report: SkipReport | None, reason: str) -> None:
-    """Raise in strict mode; count it in lenient mode."""
-    if not lenient:
-        raise error
-    if report is None:
-        raise ValueError("lenient reading needs a SkipReport to count what it skips")
-    report.add(reason, str(error))
+    def bad(self, field: str | None, problem: str) -> BadRecordError:
+        """The error of `problem` here (in `field`, when one field is at fault)."""
+        return BadRecordError(RecordProblem(self.file, self.record, field, problem))
 
 
 def is_inside(root: str | os.PathLike, path: str | os.PathLike) -> bool:
@@ -93,13 +73,13 @@ def is_inside(root: str | os.PathLike, path: str | os.PathLike) -> bool:
     return path != root and os.path.commonpath([root, path]) == root
 
 
-def image_path(root: str | os.PathLike, name: Any, where: str, field: str) -> str:
+def image_path(root: str | os.PathLike, name: Any, where: Where, field: str) -> str:
     """`root/name` for an image name read from a file: a relative path that stays inside `root`,
     so a dataset cannot make a convert read (and embed) any other file of the machine."""
     if not isinstance(name, str) or not name:
-        raise BadRecord(f"{where}: field {field!r} must be a non-empty path, got {name!r}")
+        raise where.bad(field, f"must be a non-empty path, got {name!r}")
     if os.path.isabs(name) or not is_inside(root, os.path.join(root, name)):
-        raise BadRecord(f"{where}: field {field!r} = {name!r} leaves the image folder {root}; "
+        raise where.bad(field, f"{name!r} leaves the image folder {root}; "
                         "image paths must be relative to it and stay inside it")
     return str(Path(root) / name)
 
@@ -155,8 +135,8 @@ def checked_records(dataset, source: str) -> Iterator[Record]:
     for i in range(len(dataset)):
         try:
             record = dataset[i]
-        except BadRecord as error:
-            handle(error, dataset.lenient, dataset.report, "bad records")
+        except BadRecordError as error:
+            skip_or_raise(error, dataset.lenient, dataset.report, "bad records")
             continue
         if image_exists(record, source, dataset.lenient, dataset.report):
             yield record
@@ -166,10 +146,10 @@ def image_exists(record: Record, source: str, lenient: bool, report: SkipReport 
     """True when the record's image file exists; otherwise raise (strict) or count (lenient)."""
     if isinstance(record.image, Image.Image) or os.path.exists(record.image):
         return True
-    message = f"{source}: record {record.name!r}: image file not found: {record.image}"
+    problem = RecordProblem(source, f"record {record.name!r}", None, f"image file not found: {record.image}")
     if not lenient:
-        raise MissingInputError(message)
-    handle(BadRecord(message), lenient, report, "missing images")
+        raise MissingInputError(str(problem))
+    skip_or_raise(BadRecordError(problem), lenient, report, "missing images")
     return False
 
 
@@ -178,53 +158,53 @@ def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def numbers(value: Any, where: str, field: str, count: int | None = None) -> list[float]:
+def numbers(value: Any, where: Where, field: str, count: int | None = None) -> list[float]:
     """`value` as floats: a list of finite numbers (exactly `count` of them when given)."""
     if not isinstance(value, (list, tuple)) or (count is not None and len(value) != count):
         expected = f"{count} numbers" if count is not None else "a list of numbers"
-        raise BadRecord(f"{where}: field {field!r} must be {expected}, got {value!r:.80}")
+        raise where.bad(field, f"must be {expected}, got {value!r:.80}")
     if not all(is_number(v) for v in value):
-        raise BadRecord(f"{where}: field {field!r} must hold finite numbers only, got {value!r:.80}")
+        raise where.bad(field, f"must hold finite numbers only, got {value!r:.80}")
     return [float(v) for v in value]
 
 
-def positive_int(value: Any, where: str, field: str) -> int:
+def positive_int(value: Any, where: Where, field: str) -> int:
     if not (isinstance(value, int) and not isinstance(value, bool) and value > 0):
-        raise BadRecord(f"{where}: field {field!r} must be a positive integer, got {value!r}")
+        raise where.bad(field, f"must be a positive integer, got {value!r}")
     return value
 
 
-def check_polygon(value: Any, where: str, field: str) -> list:
+def check_polygon(value: Any, where: Where, field: str) -> list:
     """A flat [x0, y0, x1, y1, ...] outline of at least 3 points; returned as given."""
     numbers(value, where, field)
     if len(value) < 6 or len(value) % 2:
-        raise BadRecord(f"{where}: field {field!r} must be a flat [x0, y0, x1, y1, ...] outline of 3 or more points, "
+        raise where.bad(field, f"must be a flat [x0, y0, x1, y1, ...] outline of 3 or more points, "
                         f"got {len(value)} numbers")
     return value
 
 
-def text_field(data: dict, where: str) -> str | None:
+def text_field(data: dict, where: Where) -> str | None:
     text = data.get("text")
     if text is not None and not isinstance(text, str):
-        raise BadRecord(f"{where}: field 'text' must be a string, got {text!r}")
+        raise where.bad("text", f"must be a string, got {text!r}")
     return text
 
 
-def attributes_field(data: dict, where: str) -> dict:
+def attributes_field(data: dict, where: Where) -> dict:
     attributes = data.get("attributes") or {}
     if not isinstance(attributes, dict):
-        raise BadRecord(f"{where}: field 'attributes' must be a JSON object, got {attributes!r}")
+        raise where.bad("attributes", f"must be a JSON object, got {attributes!r}")
     return dict(attributes)
 
 
-def check_box(box, width: float, height: float, where: str) -> list[float]:
+def check_box(box, width: float, height: float, where: Where) -> list[float]:
     """A finite xyxy box with area, inside the image (within EDGE_TOLERANCE) → clipped box."""
     x0, y0, x1, y1 = numbers(box, where, "bbox", 4)
     if x1 <= x0 or y1 <= y0:
-        raise BadRecord(f"{where}: bbox {list(box)} has zero area")
+        raise where.bad("bbox", f"{list(box)} has zero area")
     t = EDGE_TOLERANCE
     if x0 < -t or y0 < -t or x1 > width + t or y1 > height + t:
-        raise BadRecord(f"{where}: bbox {list(box)} lies outside the {width}x{height} image")
+        raise where.bad("bbox", f"{list(box)} lies outside the {width}x{height} image")
     return [max(x0, 0.0), max(y0, 0.0), min(x1, float(width)), min(y1, float(height))]
 
 
@@ -235,42 +215,42 @@ def mask_to_rle(mask: Mask, width: int, height: int) -> dict[str, Any]:
     return {"size": [int(v) for v in rle["size"]], "counts": rle["counts"].decode("ascii")}
 
 
-def rle_to_mask(segmentation: Any, width: int, height: int, where: str, field: str) -> Mask:
+def rle_to_mask(segmentation: Any, width: int, height: int, where: Where, field: str) -> Mask:
     """COCO polygons or RLE (compressed or not) → a cropped Mask; checked in full first, since
     pycocotools asserts on some malformed input and reads past the end of other."""
     if isinstance(segmentation, list) and segmentation:
         return Mask.from_full(_polygons_bits(segmentation, width, height, where, field))
     if isinstance(segmentation, dict):
         return Mask.from_full(_rle_bits(segmentation, width, height, where, field))
-    raise BadRecord(f"{where}: field {field!r} must be polygons [[x0, y0, ...], ...] or RLE "
+    raise where.bad(field, f"must be polygons [[x0, y0, ...], ...] or RLE "
                     f"{{'size': [h, w], 'counts': ...}}, got {segmentation!r:.80}")
 
 
-def _polygons_bits(polygons: list, width: int, height: int, where: str, field: str) -> np.ndarray:
+def _polygons_bits(polygons: list, width: int, height: int, where: Where, field: str) -> np.ndarray:
     from pycocotools import mask as mask_utils
 
     rings = [check_polygon(ring, where, field) for ring in polygons]
     return mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(rings, height, width))).astype(bool)
 
 
-def _rle_bits(rle: dict, width: int, height: int, where: str, field: str) -> np.ndarray:
+def _rle_bits(rle: dict, width: int, height: int, where: Where, field: str) -> np.ndarray:
     size, counts = rle.get("size"), rle.get("counts")
     if size != [height, width]:
-        raise BadRecord(f"{where}: field {field!r}: RLE 'size' must be the image's [height, width] = "
+        raise where.bad(field, f"RLE 'size' must be the image's [height, width] = "
                         f"[{height}, {width}], got {size!r}")
     if isinstance(counts, str):
         counts = _compressed_counts(counts, where, field)
     elif not (isinstance(counts, list) and all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counts)):
-        raise BadRecord(f"{where}: field {field!r}: RLE 'counts' must be a compressed string or a list of "
+        raise where.bad(field, f"RLE 'counts' must be a compressed string or a list of "
                         f"run lengths, got {counts!r:.80}")
     if sum(counts) != width * height:
-        raise BadRecord(f"{where}: field {field!r}: RLE runs cover {sum(counts)} pixels, "
+        raise where.bad(field, f"RLE runs cover {sum(counts)} pixels, "
                         f"the {width}x{height} image has {width * height}")
     # Runs alternate 0, 1, 0, ... down the columns (COCO's column-major order).
     return np.repeat(np.arange(len(counts)) % 2 == 1, counts).reshape(width, height).T
 
 
-def _compressed_counts(text: str, where: str, field: str) -> list[int]:
+def _compressed_counts(text: str, where: Where, field: str) -> list[int]:
     """The run lengths of a compressed COCO RLE string (pycocotools' rleFrString, but checked).
     A run is 5-bit groups, each a character from '0' (0x20: more groups follow; 0x10 in the last:
     negative); from the third run on, a run is stored as the difference to the run two before."""
@@ -278,7 +258,7 @@ def _compressed_counts(text: str, where: str, field: str) -> list[int]:
     for char in text:
         code = ord(char) - ord("0")
         if not 0 <= code < 64:
-            raise BadRecord(f"{where}: field {field!r}: RLE 'counts' holds {char!r}, not a compressed RLE character")
+            raise where.bad(field, f"RLE 'counts' holds {char!r}, not a compressed RLE character")
         value |= (code & 0x1F) << shift
         shift += 5
         if code & 0x20:
@@ -288,11 +268,11 @@ def _compressed_counts(text: str, where: str, field: str) -> list[int]:
         if len(counts) > 2:
             value += counts[-2]
         if value < 0:
-            raise BadRecord(f"{where}: field {field!r}: RLE 'counts' decodes to a negative run length")
+            raise where.bad(field, "RLE 'counts' decodes to a negative run length")
         counts.append(value)
         value, shift = 0, 0
     if shift:
-        raise BadRecord(f"{where}: field {field!r}: RLE 'counts' ends in the middle of a run")
+        raise where.bad(field, "RLE 'counts' ends in the middle of a run")
     return counts
 
 
@@ -310,12 +290,12 @@ def annotation_to_json(annotation: Annotation, width: int, height: int) -> dict[
     return data
 
 
-def annotation_from_json(data: Any, width: int, height: int, where: str) -> Annotation:
+def annotation_from_json(data: Any, width: int, height: int, where: Where) -> Annotation:
     if not isinstance(data, dict):
-        raise BadRecord(f"{where}: an annotation must be a JSON object, got {type(data).__name__}")
+        raise where.bad(None, f"an annotation must be a JSON object, got {type(data).__name__}")
     category = data.get("category")
     if not isinstance(category, str) or not category:
-        raise BadRecord(f"{where}: field 'category' must be a non-empty string, got {category!r}")
+        raise where.bad("category", f"must be a non-empty string, got {category!r}")
     box = check_box(data.get("bbox"), width, height, where)
     mask = rle_to_mask(data["mask"], width, height, where, "mask") if data.get("mask") is not None else None
     polygon = data.get("polygon")
@@ -330,11 +310,11 @@ def annotation_from_json(data: Any, width: int, height: int, where: str) -> Anno
     )
 
 
-def _keypoints_from_json(keypoints: Any, where: str) -> dict[str, list[float] | None] | None:
+def _keypoints_from_json(keypoints: Any, where: Where) -> dict[str, list[float] | None] | None:
     if keypoints is None:
         return None
     if not isinstance(keypoints, dict):
-        raise BadRecord(f"{where}: field 'keypoints' must map names to [x, y] or null, got {keypoints!r}")
+        raise where.bad("keypoints", f"must map names to [x, y] or null, got {keypoints!r}")
     for name, xy in keypoints.items():
         if xy is not None:
             numbers(xy, where, f"keypoints.{name}", 2)
@@ -349,20 +329,20 @@ def record_to_json(record: Record, image_field: str | None) -> dict[str, Any]:
     return data
 
 
-def record_from_json(data: Any, where: str, image, lenient: bool, report: SkipReport | None) -> Record:
+def record_from_json(data: Any, where: Where, image, lenient: bool, report: SkipReport | None) -> Record:
     """A record from its JSON form; bad annotations raise or (lenient) are skipped and counted."""
     if not isinstance(data, dict):
-        raise BadRecord(f"{where}: a record must be a JSON object")
+        raise where.bad(None, "a record must be a JSON object")
     for key in ("width", "height", "annotations"):
         if key not in data:
-            raise BadRecord(f"{where}: missing field {key!r}")
+            raise where.bad(key, "missing")
     width, height = positive_int(data["width"], where, "width"), positive_int(data["height"], where, "height")
     if not isinstance(data["annotations"], list):
-        raise BadRecord(f"{where}: field 'annotations' must be a list, got {data['annotations']!r}")
+        raise where.bad("annotations", f"must be a list, got {data['annotations']!r}")
     annotations = []
     for i, item in enumerate(data["annotations"]):
         try:
-            annotations.append(annotation_from_json(item, width, height, f"{where}, annotation {i}"))
-        except BadRecord as error:
-            handle(error, lenient, report, "bad annotations")
+            annotations.append(annotation_from_json(item, width, height, where.within(f"annotation {i}")))
+        except BadRecordError as error:
+            skip_or_raise(error, lenient, report, "bad annotations")
     return Record(image, width, height, annotations, name=str(data.get("name", "")))

@@ -18,9 +18,10 @@ from typing import Iterable, Iterator
 
 from PIL import Image
 
+from ...errors import SkipReport
 from .atomic import staged_files
 from .lines import LineFile, index_path, write_lineidx
-from .records import BadRecord, Record, SkipReport, checked_records, encoded_image, record_from_json, record_to_json
+from .records import Record, Where, checked_records, encoded_image, record_from_json, record_to_json
 
 IMAGES, ANNOTATIONS = "images.tsv", "annotations.tsv"
 
@@ -31,10 +32,10 @@ def tsv_files(folder: str | os.PathLike) -> tuple[Path, Path, Path, Path]:
     return images, annotations, index_path(images), index_path(annotations)
 
 
-def _split(line: str, where: str) -> tuple[str, str]:
+def _split(line: str, where: Where) -> tuple[str, str]:
     name, tab, payload = line.partition("\t")
     if not tab or not payload:
-        raise BadRecord(f"{where}: truncated line (expected '<name>\\t<data>')")
+        raise where.bad(None, "truncated line (expected '<name>\\t<data>')")
     return name, payload
 
 
@@ -43,8 +44,8 @@ class TsvDataset:
         images, annotations, images_index, annotations_index = tsv_files(folder)
         self.images, self.annotations = LineFile(images, images_index), LineFile(annotations, annotations_index)
         if len(self.images) != len(self.annotations):
-            raise BadRecord(
-                f"{folder}: {IMAGES} has {len(self.images)} lines but {ANNOTATIONS} has {len(self.annotations)}"
+            raise Where(str(folder)).bad(
+                None, f"{IMAGES} has {len(self.images)} lines but {ANNOTATIONS} has {len(self.annotations)}"
             )
         self.lenient, self.report = lenient, report
 
@@ -52,21 +53,21 @@ class TsvDataset:
         return len(self.annotations)
 
     def __getitem__(self, i: int) -> Record:
-        image_where = f"{self.images.path}, line {i + 1}"
+        image_where = Where(str(self.images.path), f"line {i + 1}")
         name, encoded = _split(self.images.line(i), image_where)
-        where = f"{self.annotations.path}, line {i + 1}"
+        where = Where(str(self.annotations.path), f"line {i + 1}")
         annotation_name, payload = _split(self.annotations.line(i), where)
         if annotation_name != name:
-            raise BadRecord(f"{where}: record {annotation_name!r} does not match image {name!r}")
+            raise where.bad(None, f"record {annotation_name!r} does not match image {name!r}")
         try:
             data = json.loads(payload)
         except json.JSONDecodeError as error:
-            raise BadRecord(f"{where}: truncated or invalid JSON ({error.msg})") from None
+            raise where.bad(None, f"truncated or invalid JSON ({error.msg})") from None
         try:
             image = Image.open(io.BytesIO(base64.b64decode(encoded, validate=True)))
             image.load()
         except (binascii.Error, OSError, ValueError) as error:
-            raise BadRecord(f"{image_where}: image {name!r} does not decode ({error})") from None
+            raise image_where.bad(None, f"image {name!r} does not decode ({error})") from None
         record = record_from_json(data, where, image.convert("RGB"), self.lenient, self.report)
         record.name = name
         return record
@@ -84,7 +85,7 @@ def write_tsv(records: Iterable[Record], folder: str | os.PathLike) -> int:
             for i, record in enumerate(records):
                 name = record.name or str(i)
                 if "\t" in name or "\n" in name:
-                    raise BadRecord(f"record {name!r}: a TSV name cannot hold tabs or newlines")
+                    raise Where(str(folder), f"record {name!r}").bad(None, "a TSV name cannot hold tabs or newlines")
                 image_offsets.append(images.tell())
                 images.write(f"{name}\t".encode() + base64.b64encode(encoded_image(record)) + b"\n")
                 annotation_offsets.append(annotations.tell())

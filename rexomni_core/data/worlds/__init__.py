@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from ..annotations import Scene
-from .gui import ROLES, generate_gui
+from .gui import generate_gui
 from .keypoints import generate_keypoints
 from .ocr import generate_ocr
-from .shapes import CATEGORIES as SHAPE_CATEGORIES
 from .shapes import generate_shapes
 from ...errors import InputError
+from ...nano.vocabulary import GUI_ROLES, SHAPE_CATEGORIES
 
 GENERATORS = {
     "shapes": generate_shapes,
@@ -21,7 +21,7 @@ WORLDS = tuple(GENERATORS)
 WORLD_CATEGORIES: dict[str, tuple[str, ...]] = {
     "shapes": SHAPE_CATEGORIES,
     "ocr": ("word", "text line"),
-    "gui": ROLES,
+    "gui": GUI_ROLES,
     "keypoints": ("person",),
 }
 

@@ -15,18 +15,11 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
+from ...nano.vocabulary import OBJECT_COLOURS
+
 MIN_SIDE, MAX_SIDE = 160, 384
 COLOUR_JITTER = 20
 
-# The spec's object colours (NANO_WORLD.md); names are the vocabulary.
-OBJECT_COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (220, 40, 40),
-    "yellow": (240, 210, 40),
-    "green": (40, 170, 60),
-    "cyan": (40, 200, 210),
-    "blue": (40, 80, 220),
-    "magenta": (200, 50, 200),
-}
 # A background colour must stay this far (RGB Euclidean) from every object colour. Jitter moves an
 # object colour by at most 20·√3 ≈ 35, so objects stay at least ~75 away from what they lie on.
 MIN_BACKGROUND_DISTANCE = 110.0

@@ -17,16 +17,7 @@ from PIL import Image, ImageDraw
 from ..annotations import Annotation, Scene
 from .common import load_font, maybe_blur, random_font_file
 from ...errors import InputError
-
-ROLES = ("title bar", "text field", "checkbox", "button", "icon")
-APP_TITLES = ("Notes", "Mail", "Settings", "Photos", "Editor", "Music", "Files", "Calendar", "Maps", "Chat")
-BUTTON_LABELS = (
-    "Save", "Cancel", "OK", "Open", "Send", "Delete", "Next", "Back", "Apply", "Search",
-    "Login", "Close", "Print", "Share", "Edit", "Help", "Export", "Reset", "Submit", "Undo",
-)
-FIELD_LABELS = ("Name", "Email", "Search", "Password", "City", "Phone", "Title", "Address", "User", "Code")
-CHECKBOX_LABELS = ("Remember me", "Dark mode", "Notifications", "Auto save", "Subscribe", "Show hidden", "Sync", "Wi-Fi")
-ICON_LABELS = ("home", "search", "settings", "trash", "star", "heart", "plus", "menu", "close", "play")
+from ...nano.vocabulary import APP_TITLES, BUTTON_LABELS, CHECKBOX_LABELS, FIELD_LABELS, ICON_LABELS
 
 THEMES = (
     # window, panel, text, border

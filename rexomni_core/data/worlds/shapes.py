@@ -13,10 +13,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from ...eval.matching import box_iou_matrix
+from ...geometry import box_iou_matrix
 from ..annotations import Annotation, Mask, Scene
 from .common import (
-    OBJECT_COLOURS,
     alpha_to_mask,
     background,
     dilate,
@@ -26,10 +25,8 @@ from .common import (
     supersampled_alpha,
 )
 from ...errors import InputError
+from ...nano.vocabulary import OBJECT_COLOURS, SHAPE_CATEGORIES
 
-SHAPES = ("circle", "square", "triangle", "star", "hexagon")
-COLOURS = tuple(OBJECT_COLOURS)
-CATEGORIES = tuple(f"{colour} {shape}" for colour in COLOURS for shape in SHAPES)
 MAX_BOX_IOU = 0.3
 
 
@@ -170,7 +167,7 @@ def _layout(rng, config, width, height, supersample):
         if used and rng.random() < config.repeat_category:
             category = used[int(rng.integers(len(used)))]
         else:
-            category = CATEGORIES[int(rng.integers(len(CATEGORIES)))]
+            category = SHAPE_CATEGORIES[int(rng.integers(len(SHAPE_CATEGORIES)))]
         colour_name, shape = category.split(" ")
         for _attempt in range(6):  # a smaller draw of the size often fits where a large one did not
             alpha, bits, box = _sized_shape(shape, config, min(width, height), rng, supersample)

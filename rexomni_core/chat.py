@@ -1,0 +1,28 @@
+"""The chat messages Rex-Omni reads: system prompt, one image and the task prompt, then the answer.
+
+One builder for every caller (prediction, supervised data, GRPO prompts). Torch-free, so the
+data engines can build training conversations without loading the model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .tasks import SYSTEM_PROMPT
+
+
+def chat_messages(prompt: str, image: Any = None, answer: str | None = None) -> list[dict]:
+    """Qwen2.5-VL chat messages for one image and one prompt.
+
+    `image` goes into the image entry when given (processors that read images from the
+    messages); without it the entry is a bare placeholder, for callers that hand the pixels to
+    the processor themselves. `answer`, when given, is appended as the assistant's turn.
+    """
+    image_entry = {"type": "image"} if image is None else {"type": "image", "image": image}
+    messages = [
+        {"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]},
+        {"role": "user", "content": [image_entry, {"type": "text", "text": prompt}]},
+    ]
+    if answer is not None:
+        messages.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+    return messages

@@ -1,0 +1,32 @@
+"""The Rex-Omni model: `RexOmni` (load a checkpoint, predict), its processor, decoding and
+checkpoint settings, laid out as transformers lays out a model package."""
+
+from .configuration import (
+    COORDINATE_MASS_KEY,
+    DEFAULT_GENERATION,
+    NANO_DIR,
+    RELEASED_MODEL_ID,
+    SQUARE_SIDE_KEY,
+    default_device,
+    default_dtype,
+)
+from .decoding import CoordinateMassProcessor, generation_settings
+from .modeling import Request, RexOmni
+from .processing import ImageOnlyQwen2_5_VLProcessor, load_processor, save_processor
+
+__all__ = [
+    "RexOmni",
+    "Request",
+    "ImageOnlyQwen2_5_VLProcessor",
+    "load_processor",
+    "save_processor",
+    "CoordinateMassProcessor",
+    "generation_settings",
+    "NANO_DIR",
+    "RELEASED_MODEL_ID",
+    "DEFAULT_GENERATION",
+    "SQUARE_SIDE_KEY",
+    "COORDINATE_MASS_KEY",
+    "default_device",
+    "default_dtype",
+]

@@ -1,0 +1,1 @@
+"""Rex-Omni-nano: the embedded model's architecture, vocabulary, diagnostics and reports."""
