@@ -9,7 +9,8 @@ convert through these functions. On the ground floor: imports only the region ty
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
+
 from .errors import InputError
 
 NUM_BINS = 1000

@@ -11,9 +11,10 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 # Offline by default: the demo must start with no network (analytics and hub calls off).
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 # Problems named in one error message, and examples a SkipReport keeps.
 MAX_LISTED = 10

@@ -9,7 +9,7 @@ one-to-one pairing of rewards. It imports nothing of the package but the region 
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 

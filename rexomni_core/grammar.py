@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 from .coords import MAX_BIN, bins_in, check_decoder, check_size, dequantize_xy, quantize_xy, tokens_text
 from .regions import Box, Keypoints, ParseProblem, Point, Polygon, Prediction, Region

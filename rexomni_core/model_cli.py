@@ -28,7 +28,9 @@ def register(subparsers) -> None:
     parser.add_argument("--model", help="checkpoint directory or hub id (default: embedded nano)")
     parser.add_argument("--device", help="cuda, mps or cpu (default: the best available)")
     parser.add_argument("--batch-size", type=positive_int, default=4)
-    parser.add_argument("--max-new-tokens", type=positive_int, help="cap on generated tokens (default: the checkpoint's, else 2048)")
+    parser.add_argument(
+        "--max-new-tokens", type=positive_int, help="cap on generated tokens (default: the checkpoint's, else 2048)"
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON record per image")
     parser.add_argument("--out", type=Path, help="write <image>.json and <image>.png (annotated) here")
     parser.add_argument("--overwrite", action="store_true", help="replace result files already in --out")

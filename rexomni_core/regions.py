@@ -8,8 +8,10 @@ text and `text` repeats it.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Iterable, Mapping, Sequence, Union
+from typing import Any, ClassVar
+
 from .errors import InputError
 
 
@@ -75,7 +77,7 @@ class Keypoints:
         return [min(xs), min(ys), max(xs), max(ys)]
 
 
-Region = Union[Box, Point, Polygon, Keypoints]
+Region = Box | Point | Polygon | Keypoints
 
 
 def group_by_phrase(regions: Iterable[Region]) -> dict[str, list[Region]]:

@@ -17,8 +17,9 @@ import json
 import math
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Literal
 
 from .coords import check_size, quantize_xy, tokens_text
 from .errors import InputError

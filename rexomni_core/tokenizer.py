@@ -20,7 +20,8 @@ import itertools
 import json
 import math
 import random
-from typing import TYPE_CHECKING, Iterator
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from .coords import COORDINATE_TOKENS, NUM_BINS
 from .grammar import (
@@ -168,12 +169,12 @@ def build_nano_tokenizer(vocab_size: int = NANO_VOCAB_SIZE, seed: int = 0):
     return tokenizer
 
 
-def coordinate_token_ids(tokenizer: "PreTrainedTokenizerBase") -> list[int]:
+def coordinate_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """Ids of `<0>`…`<999>` in bin order (through the tokenizer, never hard-coded)."""
     return [tokenizer.convert_tokens_to_ids(token) for token in COORDINATE_TOKENS]
 
 
-def check_coordinate_tokens(tokenizer: "PreTrainedTokenizerBase") -> None:
+def check_coordinate_tokens(tokenizer: PreTrainedTokenizerBase) -> None:
     """Raise ValueError unless every `<k>` encodes to exactly one token with its own id."""
     problems = []
     ids = []
@@ -196,8 +197,8 @@ def check_coordinate_tokens(tokenizer: "PreTrainedTokenizerBase") -> None:
 
 
 def make_speak_coordinates(
-    tokenizer: "PreTrainedTokenizerBase",
-    model: "PreTrainedModel | None" = None,
+    tokenizer: PreTrainedTokenizerBase,
+    model: PreTrainedModel | None = None,
     init: str | None = "sinusoidal",
 ) -> int:
     """Make a Qwen-family tokenizer (and model) write coordinates as single tokens.
@@ -243,7 +244,7 @@ def sinusoidal_codes(num: int, dim: int, scale: float = 1.0, shortest: float = 1
     return code * scale / math.sqrt(half)
 
 
-def init_coordinate_embeddings(model: "PreTrainedModel", coordinate_ids: list[int]) -> None:
+def init_coordinate_embeddings(model: PreTrainedModel, coordinate_ids: list[int]) -> None:
     """Give the coordinate rows of the input (and untied output) embeddings a sinusoidal code."""
     import torch
 

@@ -32,7 +32,8 @@ def _save(world: str, seed: int, split: str = "normal") -> tuple:
 
 def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
-    manifest: dict[str, list] = {tab: [] for tab in ("Detection", "Pointing", "Visual prompting", "OCR", "GUI grounding", "Keypoints")}
+    tabs = ("Detection", "Pointing", "Visual prompting", "OCR", "GUI grounding", "Keypoints")
+    manifest: dict[str, list] = {tab: [] for tab in tabs}
     # One- or two-shape scenes first: where the nano model is reliable (model card).
     shapes = [_save("shapes", seed, "few") for seed in FEW_SEEDS] + [_save("shapes", seed) for seed in SHAPES_SEEDS]
     for scene, name in shapes:

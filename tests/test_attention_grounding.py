@@ -16,10 +16,10 @@ from rexomni_core.train.configs import DataConfig, SFTConfig
 from rexomni_core.train.sft import (
     IGNORE_INDEX,
     SFTCollator,
-    region_cells,
     attention_grounding_loss,
     coordinate_bin_table,
     grounding_targets,
+    region_cells,
     spacer_token_ids,
     train_sft,
 )

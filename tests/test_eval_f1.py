@@ -24,7 +24,9 @@ from rexomni_core.eval.f1 import (
     sound_f1,
 )
 from rexomni_core.eval.inputs import detections_from_records, load_detections, load_ground_truth
-from rexomni_core.eval.matching import FALSE_POSITIVE as F, IGNORED as I, TRUE_POSITIVE as T
+from rexomni_core.eval.matching import FALSE_POSITIVE as F
+from rexomni_core.eval.matching import IGNORED as I
+from rexomni_core.eval.matching import TRUE_POSITIVE as T
 from rexomni_core.geometry import polygon_iou
 
 REPO_ROOT = Path(__file__).resolve().parents[1]

@@ -7,9 +7,9 @@ import pytest
 from PIL import Image
 
 from rexomni_core import Box, Keypoints, Point, Polygon, parse, serialize
-from rexomni_core.grammar import serialize_keypoints
 from rexomni_core.errors import InputError
 from rexomni_core.eval.run import build_queries, evaluate_model, find_dataset
+from rexomni_core.grammar import serialize_keypoints
 
 GT = {
     "images": [{"id": 1, "width": 200, "height": 100, "file_name": "a.png"},

@@ -63,6 +63,9 @@ GROUND_FLOOR = {
     "geometry.py": {"rexomni_core.coords", "rexomni_core.regions", "rexomni_core.errors"},
     "text_similarity.py": {"rexomni_core.coords", "rexomni_core.regions", "rexomni_core.errors"},
     "coco.py": {"rexomni_core.coords", "rexomni_core.regions", "rexomni_core.errors", "rexomni_core.geometry"},
+    "annotations.py": set(),
+    "errors.py": set(),
+    "images.py": {"rexomni_core.errors"},
 }
 
 
@@ -72,3 +75,17 @@ def test_the_ground_floor_imports_nothing_above_it(file):
     imported = package_imports(PACKAGE / file)
     above = sorted(name for name in imported if name not in allowed and name.rpartition(".")[0] not in allowed)
     assert not above, f"{file} imports {above}; it may import only {sorted(allowed)}"
+
+
+def test_everything_below_the_model_loads_without_torch():
+    """Parsing, scoring, data engines and formats stay light: importing them loads no torch."""
+    import subprocess
+    import sys
+
+    modules = ["rexomni_core", "rexomni_core.grammar", "rexomni_core.geometry", "rexomni_core.coco",
+               "rexomni_core.images", "rexomni_core.chat", "rexomni_core.eval.run", "rexomni_core.eval.cli",
+               "rexomni_core.data.samplers", "rexomni_core.data.formats", "rexomni_core.data.synth",
+               "rexomni_core.nano.vocabulary", "rexomni_core.cli"]
+    code = f"import sys; import {', '.join(modules)}; print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert loaded == "[]", f"importing the light floors loaded {loaded}"

@@ -396,10 +396,12 @@ def test_fuzz_never_raises_and_is_fast():
 
 @pytest.mark.parametrize("task", _TASKS)
 @pytest.mark.parametrize("text", _ADVERSARIAL, ids=range(len(_ADVERSARIAL)))
-def test_adversarial_text_parses_in_under_a_second(text, task):
+def test_adversarial_text_parses_in_linear_time(text, task):
+    # ≈ 0.1 s each on one idle core; the bound is generous for a loaded CI machine and still far
+    # below the cubic fence regex (45-64 s on the first input).
     start = time.perf_counter()
     parse(text, 640, 480, task=task).to_official()
-    assert time.perf_counter() - start < 1.0
+    assert time.perf_counter() - start < 5.0
 
 
 def test_a_coordinate_too_long_for_a_bin_drops_its_region_and_keeps_the_rest():

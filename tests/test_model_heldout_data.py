@@ -2,8 +2,8 @@
 the two must agree on where images live (data synth writes file_name "images/…")."""
 
 from rexomni_core.cli import main
-from rexomni_core.eval.run import build_queries, find_dataset
 from rexomni_core.eval.inputs import read_json
+from rexomni_core.eval.run import build_queries, find_dataset
 
 
 def test_eval_run_reads_a_data_synth_folder(tmp_path):

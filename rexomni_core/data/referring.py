@@ -8,11 +8,10 @@ gap between boxes), so a human looking at the image would agree on the one answe
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
-
-from .annotations import Annotation
+from ..annotations import Annotation
 
 SIZE_RATIO = 1.3  # the largest object's area must exceed the runner-up's by this factor
 

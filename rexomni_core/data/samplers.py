@@ -13,22 +13,22 @@ data-loader workers can split indices among themselves. Nothing is written to di
 from __future__ import annotations
 
 import random
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
 
+from ..annotations import Annotation, Scene
 from ..chat import chat_messages
+from ..errors import InputError
 from ..grammar import serialize
+from ..nano.vocabulary import SHAPE_CATEGORIES
 from ..regions import Box, Keypoints, Point, Polygon, Region
 from ..tasks import KEYPOINT_SCHEMAS, TASKS, sample_prompt
 from .engines.pointing import mask_to_point
 from .referring import referring_expressions
-from .annotations import Annotation, Scene
 from .worlds import generate
-from ..nano.vocabulary import SHAPE_CATEGORIES
-from ..errors import InputError
 
 MAX_PROMPT_PHRASES = 6
 # The answer of a visual-prompting conversation names its group after the prompt's JSON key.

@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rexomni_core.errors import SkipReport, add_lenient_option
 from rexomni_core.eval.f1 import PROTOCOLS
@@ -36,7 +37,9 @@ def _add_inputs(parser: argparse.ArgumentParser) -> None:
 def _add_f1(commands) -> None:
     parser = commands.add_parser("f1", help="F1 at IoU 0.50:0.05:0.95 (no scores needed)")
     _add_inputs(parser)
-    parser.add_argument("--protocol", choices=PROTOCOLS, default="sound", help="sound (default) or paper (the released evaluator's numbers)")
+    parser.add_argument(
+        "--protocol", choices=PROTOCOLS, default="sound", help="sound (default) or paper (the released evaluator's numbers)"
+    )
     parser.add_argument("--iou-type", choices=("bbox", "segm"), default="bbox", help="boxes, or polygons from `segmentation`")
     parser.set_defaults(func=_run_f1)
 

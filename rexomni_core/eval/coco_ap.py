@@ -13,9 +13,12 @@ import numpy as np
 
 from rexomni_core.coco import xyxy_to_bboxes
 from rexomni_core.eval.inputs import Detections, GroundTruth
+
 from ..errors import InputError
 
-STAT_NAMES = ("AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large")
+STAT_NAMES = (
+    "AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large"
+)
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ Two protocols (shared/spec/METRICS.md):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Hashable, Iterable, Sequence
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from rexomni_core.eval.matching import (
     same_group_pairs,
 )
 from rexomni_core.geometry import box_iou_pairs, polygon_iou
+
 from ..errors import InputError
 
 # Written as literals (not np.linspace, whose 0.6000000000000001 differs) like the released
@@ -138,7 +139,9 @@ class CategoryCounts:
     gt: np.ndarray
 
 
-def category_counts(match: MatchResult, pred_category: np.ndarray, gt: GroundTruth, num_k: int, gt_category: np.ndarray) -> CategoryCounts:
+def category_counts(
+    match: MatchResult, pred_category: np.ndarray, gt: GroundTruth, num_k: int, gt_category: np.ndarray
+) -> CategoryCounts:
     def per_category(flags: np.ndarray) -> np.ndarray:
         return np.stack([np.bincount(pred_category, weights=row, minlength=num_k) for row in flags]).astype(np.float64)
 
@@ -238,7 +241,6 @@ def f1_from_quality_groups(
 # ---------------------------------------------------------------------------------------------
 # Paper protocol: each quirk of the released evaluator is one function.
 
-RELEASED_SCORE = 0.2
 COCO_MAX_DETS = 100
 RECALL_STEPS = tuple(i * 0.01 for i in range(101))  # built as i * 0.01, like fastevaluate's params
 COCO_EPS = 2.220446049250313e-16  # np.spacing(1), added to TP + FP in precision

@@ -57,7 +57,7 @@ class Detections:
     def __len__(self) -> int:
         return len(self.image_index)
 
-    def subset(self, keep: np.ndarray) -> "Detections":
+    def subset(self, keep: np.ndarray) -> Detections:
         """The predictions where `keep` (bool mask or index array) selects, order preserved."""
         keep_index = np.flatnonzero(keep) if np.asarray(keep).dtype == bool else np.asarray(keep)
         return Detections(
@@ -222,14 +222,16 @@ def load_ground_truth(path: str | Path, with_polygons: bool = False) -> GroundTr
 def ground_truth_from_payload(payload: Any, file: str = "<ground truth>", with_polygons: bool = False) -> GroundTruth:
     """A parsed COCO ground truth (images, annotations, categories) as arrays, checked."""
     if not isinstance(payload, dict):
-        raise BadRecordError(RecordProblem(file, -1, "(top level)", "expected a COCO object with images, annotations, categories"))
+        expected = "expected a COCO object with images, annotations, categories"
+        raise BadRecordError(RecordProblem(file, -1, "(top level)", expected))
     missing = [key for key in ("images", "annotations", "categories") if key not in payload]
     if missing:
         raise BadRecordError([RecordProblem(file, -1, key, "missing (expected a list)") for key in missing])
     images = _check_list(file, payload["images"], "images")
     categories = _check_list(file, payload["categories"], "categories")
     annotations = _check_list(file, payload["annotations"], "annotations")
-    id_problems = field_problems(f"{file} images", images, "id", int) + field_problems(f"{file} categories", categories, "id", int)
+    id_problems = field_problems(f"{file} images", images, "id", int)
+    id_problems += field_problems(f"{file} categories", categories, "id", int)
     if id_problems:
         raise BadRecordError(id_problems)
     image_ids = np.array([image["id"] for image in images], dtype=np.int64)

@@ -7,7 +7,7 @@ Regions are rexomni_core.regions.Keypoints (name → [x, y], or None for "unvisi
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 

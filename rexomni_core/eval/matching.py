@@ -10,8 +10,8 @@ ground-truth (GT) region and one step can decide them all at once.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 

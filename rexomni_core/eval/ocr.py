@@ -8,8 +8,8 @@ text `text_similarity.text_of` (`region.text`, or the phrase the answer grammar 
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -35,7 +35,8 @@ def ocr_scores(samples: Iterable[tuple[Sequence[TextRegion], Sequence[TextRegion
         iou = np.array([[region_iou(p, t) for t in targets] for p in predictions], dtype=np.float64)
         iou = iou.reshape(len(predictions), len(targets))
         iou_matrices.append(iou)
-        text_equal.append(np.array([[text_of(p) == text_of(t) for t in targets] for p in predictions], dtype=bool).reshape(iou.shape))
+        same_text = [[text_of(p) == text_of(t) for t in targets] for p in predictions]
+        text_equal.append(np.array(same_text, dtype=bool).reshape(iou.shape))
         match = match_in_order(iou, (0.5,))
         for p in np.flatnonzero(match.outcome[0] == TRUE_POSITIVE):
             distances.append(normalised_edit_distance(text_of(predictions[p]), text_of(targets[match.matched_gt[0, p]])))

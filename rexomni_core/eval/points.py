@@ -7,7 +7,7 @@ whether a point hits a region is `geometry.inside`.
 
 from __future__ import annotations
 
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
@@ -28,7 +28,8 @@ def pointing_f1(samples: Iterable[tuple[Sequence[Point | Box], Sequence[Box | Po
             predicted, expected = group_by_phrase(predictions), group_by_phrase(targets)
             for phrase in predicted.keys() | expected.keys():
                 hits = [[float(inside(point_of(p), t)) for t in expected.get(phrase, [])] for p in predicted.get(phrase, [])]
-                yield phrase, np.array(hits, dtype=np.float64).reshape(len(predicted.get(phrase, [])), len(expected.get(phrase, [])))
+                shape = (len(predicted.get(phrase, [])), len(expected.get(phrase, [])))
+                yield phrase, np.array(hits, dtype=np.float64).reshape(shape)
 
     return f1_from_quality_groups(groups(), POINT_HIT)
 

@@ -19,23 +19,24 @@ import hashlib
 import json
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
 from ..coco import bbox_to_xyxy, keypoint_instance, result_record, text_region
+from ..errors import BadRecordError, InputError, MissingInputError
+from ..regions import Box, Region, region_from_dict
+from ..tasks import TASKS, Task
 from .duplicates import file_degeneracy
 from .f1 import counting_mae, evaluate_f1, sound_f1
-from ..errors import BadRecordError, InputError, MissingInputError
 from .inputs import detections_from_records, field_problems, ground_truth_from_payload, read_json
-from ..regions import Box, Region, region_from_dict
 from .keypoints import keypoint_f1
 from .ocr import ocr_scores
 from .points import gui_grounding_accuracy, pointing_f1_arrays, pointing_summary
-from ..tasks import TASKS, Task
 
 # Task families scored query by query against ground-truth regions rebuilt from the COCO file;
 # the answers of the others (boxes, points) are scored together as one COCO results list.
@@ -338,6 +339,7 @@ def _finish(metrics: dict[str, Any], answers: list[dict], out_dir: Path) -> dict
     problems = [len(a["prediction"]["problems"]) for a in answers]
     metrics["well_formed"] = float(np.mean([p == 0 for p in problems])) if problems else 1.0
     metrics["answers"] = len(answers)
-    metrics["mean_output_tokens"] = float(np.mean([a["prediction"]["num_output_tokens"] or 0 for a in answers])) if answers else 0.0
+    output_tokens = [a["prediction"]["num_output_tokens"] or 0 for a in answers]
+    metrics["mean_output_tokens"] = float(np.mean(output_tokens)) if answers else 0.0
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return metrics

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -100,7 +101,7 @@ class RexOmni:
         min_pixels: int | None = None,
         max_pixels: int | None = None,
         **hub_kwargs: Any,
-    ) -> "RexOmni":
+    ) -> RexOmni:
         """Load a checkpoint: None → the embedded nano model (offline); else a local directory
         or a hub id (e.g. "IDEA-Research/Rex-Omni"), through the same code."""
         source = NANO_DIR if name_or_path is None else name_or_path

@@ -24,6 +24,7 @@ import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
 from ..errors import InputError, MissingInputError
 
 NANO_INIT = "nano-init"  # `model:` value that starts from a freshly initialised nano model

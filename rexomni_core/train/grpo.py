@@ -16,8 +16,9 @@ rexomni_core.cli train grpo --config ...` (`fsdp` for FSDP), the same command as
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from PIL import Image
 

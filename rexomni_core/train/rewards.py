@@ -13,15 +13,15 @@ phrase answered `None`) scores 1.
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 
-from ..geometry import box_area, box_iou, inside, one_to_one, oks, point_of, region_iou
+from ..errors import InputError
+from ..geometry import box_area, box_iou, inside, oks, one_to_one, point_of, region_iou
 from ..regions import Box, Keypoints, Polygon, Prediction, Region, group_by_phrase
 from ..tasks import TASKS, Task
 from ..text_similarity import text_of
-from ..errors import InputError
 
 Quality = Callable[[Region, Region], float]
 Reward = Callable[[Prediction, Sequence[Region]], float]

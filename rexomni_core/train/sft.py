@@ -15,8 +15,9 @@ packaged files are `train/accelerate/*.yaml`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -184,7 +185,8 @@ class RexOmniTrainer(ResumeWithWeights, Trainer):
         self.grounding_weight, self.grounding_layers, self.spacer_ids = grounding_weight, grounding_layers, spacer_ids
         self._grounding_log: list[float] = []
         # Built once: the grounding term looks every answer token up in it at each step.
-        self._bin_of = coordinate_bin_table(coordinate_ids, self.model.config.text_config.vocab_size) if grounding_weight > 0 else None
+        vocab_size = self.model.config.text_config.vocab_size
+        self._bin_of = coordinate_bin_table(coordinate_ids, vocab_size) if grounding_weight > 0 else None
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")

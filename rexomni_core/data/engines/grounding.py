@@ -12,11 +12,12 @@ such as `RexOmni`.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Protocol, Sequence
+from typing import Protocol
 
+from ...annotations import Annotation
 from ..formats.records import Record
-from ..annotations import Annotation
 
 PhraseExtractor = Callable[[str], list[str]]
 

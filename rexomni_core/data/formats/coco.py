@@ -11,17 +11,27 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
 
+from ...annotations import Annotation
 from ...coco import bbox_to_xyxy, keypoint_triplets, keypoints_from_triplets, xyxy_to_bbox
 from ...errors import BadRecordError, InputError, MissingInputError, SkipReport, skip_or_raise
 from ...tasks import KEYPOINT_SCHEMAS
-from ..annotations import Annotation
 from .atomic import StagedFiles, staged_files
 from .records import (
-    Record, Where, attributes_field, check_box, checked_records, image_file, image_path, mask_to_rle, numbers,
-    positive_int, rle_to_mask, text_field,
+    Record,
+    Where,
+    attributes_field,
+    check_box,
+    checked_records,
+    image_file,
+    image_path,
+    mask_to_rle,
+    numbers,
+    positive_int,
+    rle_to_mask,
+    text_field,
 )
 
 

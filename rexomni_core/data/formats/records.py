@@ -16,16 +16,17 @@ import itertools
 import math
 import os
 import re
-from pathlib import Path
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from ...annotations import Annotation, Mask
 from ...errors import BadRecordError, InputError, MissingInputError, RecordProblem, SkipReport, skip_or_raise
 from ...images import load_image
-from ..annotations import Annotation, Mask
 from .atomic import StagedFiles
 
 # Coordinates may overshoot the image by rounding; more than this is an error.
@@ -57,7 +58,7 @@ class Where:
     file: str
     record: str | None = None  # the reader's words: "line 3", "image id 7"; None: the file itself
 
-    def within(self, part: str) -> "Where":
+    def within(self, part: str) -> Where:
         """A part of this record: "line 3" → "line 3, annotation 0"."""
         return Where(self.file, part if self.record is None else f"{self.record}, {part}")
 

@@ -13,8 +13,8 @@ import binascii
 import io
 import json
 import os
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from PIL import Image
 

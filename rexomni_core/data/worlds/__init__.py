@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from ..annotations import Scene
+from ...annotations import Scene
+from ...errors import InputError
+from ...nano.vocabulary import GUI_ROLES, SHAPE_CATEGORIES
 from .gui import generate_gui
 from .keypoints import generate_keypoints
 from .ocr import generate_ocr
 from .shapes import generate_shapes
-from ...errors import InputError
-from ...nano.vocabulary import GUI_ROLES, SHAPE_CATEGORIES
 
 GENERATORS = {
     "shapes": generate_shapes,

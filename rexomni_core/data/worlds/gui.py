@@ -14,10 +14,10 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..annotations import Annotation, Scene
-from .common import load_font, maybe_blur, random_font_file
+from ...annotations import Annotation, Scene
 from ...errors import InputError
 from ...nano.vocabulary import APP_TITLES, BUTTON_LABELS, CHECKBOX_LABELS, FIELD_LABELS, ICON_LABELS
+from .common import load_font, maybe_blur, random_font_file
 
 THEMES = (
     # window, panel, text, border
@@ -139,7 +139,8 @@ class _Screen:
         x0 = self.margin
         self.draw.rectangle([x0, y, x0 + side - 1, y + side - 1], fill=self.panel, outline=self.border)
         if self.rng.random() < 0.5:  # ticked
-            self.draw.line([(x0 + 2, y + side / 2), (x0 + side / 2, y + side - 3), (x0 + side - 2, y + 2)], fill=self.accent, width=2)
+            tick = [(x0 + 2, y + side / 2), (x0 + side / 2, y + side - 3), (x0 + side - 2, y + 2)]
+            self.draw.line(tick, fill=self.accent, width=2)
         self.draw.text((x0 + side + 6, y + (side - th) // 2), label, font=self.font, fill=self.text)
         self.add("checkbox", label, [x0, y, x0 + side + 6 + tw, y + side])
         return side

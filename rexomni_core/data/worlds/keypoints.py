@@ -13,10 +13,10 @@ import math
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ...tasks import KEYPOINT_SCHEMAS
-from ..annotations import Annotation, Mask, Scene
-from .common import background, background_colour, image_size, maybe_blur
+from ...annotations import Annotation, Mask, Scene
 from ...errors import InputError
+from ...tasks import KEYPOINT_SCHEMAS
+from .common import background, background_colour, image_size, maybe_blur
 
 PERSON = "person"
 KEYPOINT_NAMES = KEYPOINT_SCHEMAS[PERSON]
@@ -70,7 +70,8 @@ def _draw_figure(draw: ImageDraw.ImageDraw, pose: dict[str, np.ndarray], scale: 
         draw.line([xy(start), xy(end)], fill=colour, width=line)
     head_centre = (pose["nose"] + np.array([0, -0.02 * scale]))
     radius = 0.075 * scale
-    draw.ellipse([head_centre[0] - radius, head_centre[1] - radius, head_centre[0] + radius, head_centre[1] + radius], outline=body, width=line)
+    head = [head_centre[0] - radius, head_centre[1] - radius, head_centre[0] + radius, head_centre[1] + radius]
+    draw.ellipse(head, outline=body, width=line)
     for name in ("left eye", "left ear", "left wrist", "left ankle"):
         x, y = xy(name)
         draw.ellipse([x - dot, y - dot, x + dot, y + dot], fill=LEFT_COLOUR)
@@ -97,7 +98,8 @@ def generate_keypoints(seed: int, split: str = "normal") -> Scene:
         xs = np.array([p[0] for p in pose.values()])
         # Keep the figure inside its slot horizontally; let it overhang the bottom edge sometimes.
         centre_x = i * slot + slot / 2 + rng.uniform(-0.1, 0.1) * slot
-        centre_x = float(np.clip(centre_x, i * slot - xs.min() * figure_height + 2, (i + 1) * slot - xs.max() * figure_height - 2))
+        low, high = i * slot - xs.min() * figure_height + 2, (i + 1) * slot - xs.max() * figure_height - 2
+        centre_x = float(np.clip(centre_x, low, high))
         # Anywhere from the top down to overhanging the bottom edge by up to 15 % of the figure.
         top = rng.uniform(0.02 * height, max(0.02 * height, height - 0.85 * figure_height))
         placed = {k: v * figure_height + np.array([centre_x, top]) for k, v in pose.items()}

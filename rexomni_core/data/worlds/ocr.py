@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from ..annotations import Annotation, Scene
-from .common import dilate, image_size, linear_gradient, load_font, maybe_blur, random_font_file
+from ...annotations import Annotation, Scene
 from ...errors import InputError
+from .common import dilate, image_size, linear_gradient, load_font, maybe_blur, random_font_file
 
 ALPHABET = string.ascii_uppercase + string.digits
 MIN_WORD, MAX_WORD = 3, 10

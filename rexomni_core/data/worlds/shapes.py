@@ -13,8 +13,10 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from ...annotations import Annotation, Mask, Scene
+from ...errors import InputError
 from ...geometry import box_iou_matrix
-from ..annotations import Annotation, Mask, Scene
+from ...nano.vocabulary import OBJECT_COLOURS, SHAPE_CATEGORIES
 from .common import (
     alpha_to_mask,
     background,
@@ -24,8 +26,6 @@ from .common import (
     maybe_blur,
     supersampled_alpha,
 )
-from ...errors import InputError
-from ...nano.vocabulary import OBJECT_COLOURS, SHAPE_CATEGORIES
 
 MAX_BOX_IOU = 0.3
 

@@ -24,7 +24,7 @@ class Mask:
     bits: np.ndarray  # bool, shape (h, w)
 
     @classmethod
-    def from_full(cls, bits: np.ndarray) -> "Mask":
+    def from_full(cls, bits: np.ndarray) -> Mask:
         """A whole-image mask cropped to its tight box (an empty mask keeps a 0×0 crop)."""
         rows = np.flatnonzero(bits.any(axis=1))
         cols = np.flatnonzero(bits.any(axis=0))
