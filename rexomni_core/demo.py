@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +24,18 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import gradio as gr  # noqa: E402
 from gradio_image_annotation import image_annotator  # noqa: E402
 
-from .regions import Prediction  # noqa: E402
-from .tasks import KEYPOINT_SCHEMAS, OCR_GRANULARITIES, split_categories  # noqa: E402
+from .errors import InputError  # noqa: E402
+from .images import MAX_APP_SIDE, MAX_IMAGE_SIDE, MAX_UPLOAD_MB, MIN_IMAGE_SIDE, load_image  # noqa: E402
+from .model.configuration import NANO_DIR, RELEASED_MODEL_ID  # noqa: E402
+from .regions import Prediction, Region  # noqa: E402
+from .tasks import (  # noqa: E402
+    KEYPOINT_SCHEMAS,
+    MAX_CATEGORIES,
+    MAX_PHRASE_CHARS,
+    OCR_GRANULARITIES,
+    get_task,
+    split_categories,
+)
 from .viz import annotate  # noqa: E402
 
 TAB_ENDPOINTS = {
@@ -47,9 +58,50 @@ class LoadedModel:
     error: str | None = None
 
 
+def image_input(label: str = "Image") -> gr.Image:
+    """An image upload whose samples are kept as they are (`image_mode=None`): `images.load_image`
+    scales 16-bit images instead of clipping them white, as Gradio's RGB conversion would. A file
+    PIL cannot read is refused by Gradio itself, with PIL's reason shown (`show_error`)."""
+    return gr.Image(label=label, type="pil", image_mode=None)
+
+
+def about_markdown(loaded: LoadedModel) -> str:
+    """What the loaded model knows and what the app accepts, for the "About this model" panel."""
+    limits = (
+        f"**Limits**: images {MIN_IMAGE_SIDE}–{MAX_IMAGE_SIDE} pixels a side (larger than {MAX_APP_SIDE} "
+        f"are answered downscaled), uploads up to {MAX_UPLOAD_MB} MB, at most {MAX_CATEGORIES} phrases of "
+        f"{MAX_PHRASE_CHARS} characters a prompt."
+    )
+    if loaded.model is None:
+        return limits
+    if loaded.name != EMBEDDED_NAME:
+        return (
+            f"**{loaded.name}**: a Rex-Omni checkpoint; what it knows is in its model card "
+            f"(the released one: https://huggingface.co/{RELEASED_MODEL_ID}).\n\n{limits}"
+        )
+    from .nano.vocabulary import COLOURS, SHAPES
+
+    results = json.loads((NANO_DIR / "results.json").read_text())
+    return (
+        "**Rex-Omni-nano** is a 5 M-parameter Rex-Omni (the real Qwen2.5-VL architecture) trained from "
+        "scratch on this project's synthetic shapes world, on 2 CPU cores. It knows only that world: "
+        f"phrases are '<colour> <shape>' with colours {', '.join(COLOURS)} and shapes {', '.join(SHAPES)}.\n\n"
+        "Held-out results (200 scenes each, sound protocol): "
+        f"detection F1@0.5 **{results['few_detection']['f1@0.5']:.2f}** on scenes of 1–2 shapes and "
+        f"**{results['detection']['f1@0.5']:.2f}** on scenes of 1–8; pointing F1 "
+        f"{results['few_pointing']['f1@point']:.2f} / {results['pointing']['f1@point']:.2f}; visual prompting "
+        f"F1@0.5 {results['visual_prompting']['f1@0.5']:.2f}. It was **never trained on OCR, GUI or keypoints**: "
+        "those tabs show the interface and the answer format, not useful answers. The full table and how it "
+        f"was trained: `rexomni_core/assets/nano/README.md`.\n\n{limits}"
+    )
+
+
+EMBEDDED_NAME = "Rex-Omni-nano (embedded)"
+
+
 def load_model(name_or_path: str | None) -> LoadedModel:
     """Load a RexOmni model; on failure keep the message for the page instead of raising."""
-    name = name_or_path or "Rex-Omni-nano (embedded)"
+    name = name_or_path or EMBEDDED_NAME
     try:
         from .model import RexOmni
 
@@ -63,36 +115,121 @@ def run_prediction(
     predict: Callable[..., Prediction],
     image,
     task: str,
+    field: str = "Categories",
     **inputs,
 ) -> tuple:
-    """Run one task and return every output a tab shows."""
+    """Run one task and return every output a tab shows. A problem with the input comes back
+    as one message naming the tab's `field` (or the image), never a bare "Error"."""
     if loaded.model is None:
         raise gr.Error(f"The model {loaded.name} could not be loaded: {loaded.error}")
     if image is None:
         raise gr.Error("Upload an image first (or click an example).")
+    image, scale, note = _working_image(image)
+    if inputs.get("visual_prompt_boxes") and scale != 1:
+        inputs["visual_prompt_boxes"] = [[v * scale for v in box] for box in inputs["visual_prompt_boxes"]]
     try:
         prediction = predict(image, task=task, **inputs)
-    except ValueError as error:  # bad input: say which, in the page
-        raise gr.Error(str(error)) from None
-    return _outputs(image, prediction)
+    except InputError as error:
+        subject = "Image" if "image" in str(error).split(";")[0].lower() else field
+        raise gr.Error(f"{subject}: {error}") from None
+    except Exception as error:  # noqa: BLE001  anything else is ours: say so, with its cause
+        raise gr.Error(f"The model failed on this input ({type(error).__name__}: {error}).") from None
+    return _outputs(image, prediction, inputs.get("categories"), note)
 
 
-def _outputs(image, prediction: Prediction) -> tuple:
+def _working_image(image):
+    """The upload as the model and the result panel use it (8-bit RGB, EXIF applied), the scale
+    applied to it, and a note: an image larger than MAX_APP_SIDE is shown and answered
+    downscaled (the model reads it far smaller anyway), so its pixels stay in bounds."""
+    try:
+        image = load_image(image)
+    except InputError as error:
+        raise gr.Error(f"Image: {error}") from None
+    if max(image.size) <= MAX_APP_SIDE:
+        return image, 1.0, ""
+    original = image.size
+    image = image.copy()
+    image.thumbnail((MAX_APP_SIDE, MAX_APP_SIDE))
+    note = f"downscaled from {original[0]}×{original[1]} to {image.width}×{image.height}"
+    return image, image.width / original[0], note
+
+
+def _outputs(image, prediction: Prediction, asked: list[str] | None, note: str = "") -> tuple:
     has_scores = any(r.score is not None for r in prediction.regions)
-    stats = (
-        f"**{len(prediction.regions)}** regions · {prediction.seconds or 0:.2f} s · "
-        f"{prediction.num_prompt_tokens or 0} prompt tokens · {prediction.num_output_tokens or 0} output tokens"
-        + (f" · ⚠ {len(prediction.problems)} parse problems" if prediction.problems else "")
-    )
     return (
         annotate(image, prediction),
+        summary_markdown(prediction, asked, note),
+        region_rows(prediction.regions),
+        download_files(prediction),
         prediction.parsed_dict(),
         prediction.raw_text,
         prediction.prompt or "",
-        stats,
         (image, prediction),
         gr.update(visible=has_scores, value=0),  # a new answer is shown whole
     )
+
+
+def summary_markdown(prediction: Prediction, asked: list[str] | None, note: str = "") -> str:
+    """Found / not found per asked phrase, what was answered unasked, problems and timing."""
+    lines = []
+    if asked and get_task(prediction.task).family != "ocr":
+        outcome = prediction.outcomes(asked)
+        if outcome.found:
+            lines.append(f"**Found** ({len(outcome.found)}): {', '.join(outcome.found)}")
+        if outcome.not_found:
+            lines.append(f"**Not found** ({len(outcome.not_found)}): {', '.join(outcome.not_found)}")
+        if outcome.unasked:
+            lines.append(f"**Answered without being asked** ({len(outcome.unasked)}): {', '.join(outcome.unasked)}")
+    elif not prediction.regions:
+        lines.append("**Nothing found.**")
+    if prediction.problems:
+        lines.append(
+            f"⚠ The model's answer had {len(prediction.problems)} part(s) the parser could not read and left out: "
+            + "; ".join(str(p) for p in prediction.problems[:3])
+        )
+    stats = (
+        f"{len(prediction.regions)} regions · {prediction.seconds or 0:.2f} s · "
+        f"{prediction.num_prompt_tokens or 0} prompt tokens · {prediction.num_output_tokens or 0} output tokens"
+    )
+    lines.append(stats + (f" · image {note}" if note else ""))
+    return "\n\n".join(lines)
+
+
+REGION_COLUMNS = ["phrase", "kind", "coordinates (pixels)", "score"]
+
+
+def region_rows(regions: list[Region]) -> list[list[Any]]:
+    """One table row per region: coordinates rounded to a tenth of a pixel."""
+    rows = []
+    for region in regions:
+        if region.kind == "keypoints":
+            visible = sum(xy is not None for xy in region.coords.values())
+            where = f"box {_rounded(region.bounds())}; {visible} visible keypoints"
+        elif region.kind == "polygon":
+            where = f"{len(region.vertices)} vertices; bounds {_rounded(region.bounds())}"
+        else:
+            where = _rounded(region.coords)
+        score = "" if region.score is None else round(region.score, 3)
+        rows.append([region.text or region.phrase, region.kind, where, score])
+    return rows
+
+
+def _rounded(values) -> str:
+    return ", ".join(f"{v:.1f}" for v in values)
+
+
+def download_files(prediction: Prediction) -> list[str]:
+    """The answer as JSON (everything `rexomni predict --json` prints) and as COCO results
+    (category ids in the order phrases appear); files in a temporary folder Gradio serves."""
+    folder = Path(tempfile.mkdtemp(prefix="rexomni-answer-"))
+    answer = folder / "answer.json"
+    answer.write_text(json.dumps(prediction.to_dict(), indent=1))
+    phrases = list(dict.fromkeys([*prediction.phrases, *(r.phrase for r in prediction.regions)]))
+    coco = folder / "coco_results.json"
+    records = prediction.to_coco(image_id=1, category_ids={p: i + 1 for i, p in enumerate(phrases)})
+    categories = [{"id": i + 1, "name": p} for i, p in enumerate(phrases)]
+    coco.write_text(json.dumps({"categories": categories, "results": records}, indent=1))
+    return [str(answer), str(coco)]
 
 
 def _rethreshold(state, min_score: float):
@@ -103,17 +240,21 @@ def _rethreshold(state, min_score: float):
 
 
 def _result_panel():
-    with gr.Column():
-        annotated = gr.Image(label="Result", type="pil", format="png", interactive=False, elem_classes="result-image")
+    with gr.Column(scale=2):
+        annotated = gr.Image(
+            label="Result", type="pil", format="png", interactive=False, height=520, elem_classes="result-image"
+        )
         threshold = gr.Slider(0, 1, value=0, step=0.01, label="Minimum confidence", visible=False)
-        stats = gr.Markdown(label="Timing and tokens", elem_classes="result-stats")
+        summary = gr.Markdown(elem_classes="result-stats")
+        table = gr.Dataframe(headers=REGION_COLUMNS, label="Regions", interactive=False, wrap=True)
+        files = gr.File(label="Download the answer (JSON, COCO results)", file_count="multiple", interactive=False)
         with gr.Accordion("Parsed regions (JSON)", open=False):
             parsed = gr.JSON(label="Parsed")
         raw = gr.Textbox(label="Raw model text", lines=3, buttons=["copy"], elem_classes="result-raw")
         prompt = gr.Textbox(label="Prompt sent", lines=2)
     state = gr.State(None)
     threshold.change(_rethreshold, [state, threshold], annotated, api_name=False, show_progress="hidden")
-    return [annotated, parsed, raw, prompt, stats, state, threshold]
+    return [annotated, summary, table, files, parsed, raw, prompt, state, threshold]
 
 
 def _examples(tab: str) -> list[list]:
@@ -141,37 +282,45 @@ def build_demo(loaded: LoadedModel, gpu: Callable[[Callable], Callable] | None =
     def run(image, task, **inputs):
         return run_prediction(loaded, predict, image, task, **inputs)
 
+    def phrases(text: str | None, field: str, example: str) -> list[str]:
+        found = split_categories(text or "")
+        if not found:
+            raise gr.Error(f"{field}: type what to look for, e.g. '{example}'.")
+        return found
+
     def detect(image, categories, progress=gr.Progress()):
         progress(0, desc="Detecting")
-        return run(image, "detection", categories=split_categories(categories or "") or None)
+        return run(image, "detection", categories=phrases(categories, "Categories", "red circle, blue star"))
 
     def point(image, categories, progress=gr.Progress()):
         progress(0, desc="Pointing")
-        return run(image, "pointing", categories=split_categories(categories or "") or None)
+        return run(image, "pointing", categories=phrases(categories, "Categories", "green circle"))
 
     def visual_prompt(annotation, progress=gr.Progress()):
         progress(0, desc="Finding similar objects")
         annotation = annotation or {}
         boxes = [[b["xmin"], b["ymin"], b["xmax"], b["ymax"]] for b in annotation.get("boxes") or []]
         if annotation.get("image") is not None and not boxes:
-            raise gr.Error("Draw at least one reference box on the image.")
-        return run(annotation.get("image"), "visual_prompting", visual_prompt_boxes=boxes)
+            raise gr.Error("Reference boxes: draw at least one box around an example object on the image.")
+        return run(annotation.get("image"), "visual_prompting", field="Reference boxes", visual_prompt_boxes=boxes)
 
     def ocr(image, granularity, shape, progress=gr.Progress()):
         progress(0, desc="Reading text")
         task = "ocr_polygon" if shape == "polygon" else "ocr_box"
-        return run(image, task, categories=[granularity])
+        return run(image, task, field="Read", categories=[granularity])
 
     def gui_ground(image, element, mode, progress=gr.Progress()):
         progress(0, desc="Grounding")
         task = "gui_pointing" if mode == "point" else "gui_grounding"
-        return run(image, task, categories=[element] if element and element.strip() else None)
+        element = phrases(element, "Element", "Save button")
+        return run(image, task, field="Element", categories=[", ".join(element)])
 
     def keypoints(image, category, keypoint_type, progress=gr.Progress()):
         progress(0, desc="Finding keypoints")
-        return run(image, "keypoint", categories=split_categories(category or "") or None, keypoint_type=keypoint_type)
+        category = phrases(category, "Category", "person")
+        return run(image, "keypoint", field="Category", categories=category, keypoint_type=keypoint_type)
 
-    with gr.Blocks(title="Rex-Omni demo") as demo:
+    with gr.Blocks(title="Rex-Omni demo", delete_cache=(3600, 3600)) as demo:
         gr.Markdown(
             "# Rex-Omni: detect anything by next point prediction\n"
             f"Model: **{loaded.name}**. Coordinates are written as tokens `<0>`…`<999>` and parsed back "
@@ -179,29 +328,33 @@ def build_demo(loaded: LoadedModel, gpu: Callable[[Callable], Callable] | None =
         )
         if loaded.error:
             gr.Markdown(f"⚠ **The model could not be loaded.** {loaded.error}", elem_id="load-error")
+        with gr.Accordion("About this model", open=False):
+            gr.Markdown(about_markdown(loaded), elem_id="about-model")
         _task_tab("Detection", detect, lambda: [
-            gr.Image(label="Image", type="pil"),
-            gr.Textbox(label="Categories or a referring phrase (comma separated)", value="red circle, blue star"),
+            image_input(),
+            gr.Textbox(label="Categories or a referring phrase (comma separated)", value="red circle, blue star",
+                       info="What to find, comma separated. The nano knows '<colour> <shape>' (About this model)."),
         ])
         _task_tab("Pointing", point, lambda: [
-            gr.Image(label="Image", type="pil"),
-            gr.Textbox(label="Categories (comma separated)", value="green circle"),
+            image_input(),
+            gr.Textbox(label="Categories (comma separated)", value="green circle",
+                       info="One point per object found, for each phrase."),
         ])
         _task_tab("Visual prompting", visual_prompt, lambda: [
             image_annotator(label="Draw reference boxes", image_type="pil", label_list=["object"], use_default_label=True),
         ])
         _task_tab("OCR", ocr, lambda: [
-            gr.Image(label="Image", type="pil"),
+            image_input(),
             gr.Radio(list(OCR_GRANULARITIES), value="word", label="Read"),
             gr.Radio(["box", "polygon"], value="box", label="As"),
         ])
         _task_tab("GUI grounding", gui_ground, lambda: [
-            gr.Image(label="Screenshot", type="pil"),
-            gr.Textbox(label="Element", value="Save button"),
+            image_input("Screenshot"),
+            gr.Textbox(label="Element", value="Save button", info="The label and kind of one element, e.g. 'Save button'."),
             gr.Radio(["box", "point"], value="box", label="Answer with"),
         ])
         _task_tab("Keypoints", keypoints, lambda: [
-            gr.Image(label="Image", type="pil"),
+            image_input(),
             gr.Textbox(label="Category", value="person"),
             gr.Dropdown(list(KEYPOINT_SCHEMAS), value="person", label="Keypoint schema"),
         ])
@@ -222,6 +375,17 @@ def _task_tab(title: str, handler: Callable, make_inputs: Callable[[], list]) ->
             gr.Examples(rows, inputs, label="Examples from the nano world")
 
 
+# One model answers one request at a time (a CPU, or one GPU); up to 64 more wait in line and see
+# their place in it. Uploads are capped, and an unexpected failure shows its message.
+QUEUE_OPTIONS = {"default_concurrency_limit": 1, "max_size": 64}
+LAUNCH_OPTIONS = {"max_file_size": f"{MAX_UPLOAD_MB}mb", "show_error": True}
+
+
+def serve(demo: gr.Blocks) -> gr.Blocks:
+    """The app with its queue set as every launcher (this module, the Space) runs it."""
+    return demo.queue(**QUEUE_OPTIONS)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Rex-Omni browser demo")
     parser.add_argument("--model", help="local checkpoint directory or hub id (default: the embedded Rex-Omni-nano)")
@@ -238,6 +402,5 @@ def main(argv: list[str] | None = None) -> None:
     loaded = load_model(args.model)
     if loaded.error:
         print(f"rexomni demo: the model {loaded.name} could not be loaded: {loaded.error}", file=sys.stderr)
-    demo = build_demo(loaded)
-    demo.queue(default_concurrency_limit=1, max_size=64)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share)
+    demo = serve(build_demo(loaded))
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **LAUNCH_OPTIONS)

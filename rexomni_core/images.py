@@ -16,10 +16,16 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError, MissingInputError
 
-# Images outside these bounds are refused: a side this large is a mistake (or a decompression
-# bomb), and Qwen's smart resize cannot keep an aspect ratio beyond 200.
+# Images outside these bounds are refused, by the Python API, the CLI and the app alike: below
+# 8 pixels a side there is nothing to find (a 1×1 image once got seven confident boxes); a side
+# above 16 384 is a mistake or a decompression bomb; Qwen's smart resize cannot keep an aspect
+# ratio beyond 200. The app also caps uploads at MAX_UPLOAD_MB and shows images larger than
+# MAX_APP_SIDE downscaled (the model resizes them far smaller anyway).
+MIN_IMAGE_SIDE = 8
 MAX_IMAGE_SIDE = 16384
 MAX_ASPECT_RATIO = 200
+MAX_UPLOAD_MB = 20
+MAX_APP_SIDE = 2048
 
 # Modes whose samples are wider than 8 bits: PIL's convert("RGB") clips them at 255, which turns
 # a 16-bit greyscale PNG all white (its RGB sibling PIL already reduces to 8 bits itself).
@@ -99,9 +105,9 @@ def _to_8_bits(image: Image.Image) -> Image.Image:
 
 
 def check_image_size(width: int, height: int, source: str) -> None:
-    if width < 1 or height < 1 or max(width, height) > MAX_IMAGE_SIDE:
+    if min(width, height) < MIN_IMAGE_SIDE or max(width, height) > MAX_IMAGE_SIDE:
         raise InputError(
-            f"{source} is {width}x{height}; sides must be between 1 and {MAX_IMAGE_SIDE} pixels"
+            f"{source} is {width}x{height}; sides must be between {MIN_IMAGE_SIDE} and {MAX_IMAGE_SIDE} pixels"
         )
     if max(width, height) / min(width, height) > MAX_ASPECT_RATIO:
         raise InputError(

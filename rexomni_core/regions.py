@@ -100,6 +100,15 @@ class ParseProblem:
         return f"{self.reason}: {fragment!r}"
 
 
+@dataclass(frozen=True)
+class PhraseOutcomes:
+    """An answer against the phrases a prompt asked for (`Prediction.outcomes`)."""
+
+    found: list[str]
+    not_found: list[str]
+    unasked: list[str]
+
+
 @dataclass
 class Prediction:
     """What one answer says: regions in original-image pixels, the raw text, what was dropped.
@@ -126,6 +135,16 @@ class Prediction:
         """Phrases the answer names without any region (answered `None`)."""
         present = {r.phrase for r in self.regions}
         return [p for p in self.phrases if p not in present]
+
+    def outcomes(self, asked: Sequence[str]) -> PhraseOutcomes:
+        """Which asked phrases the answer found, which it did not (answered `None` or never
+        mentioned), and which phrases it wrote without being asked."""
+        present = {r.phrase for r in self.regions}
+        return PhraseOutcomes(
+            found=[p for p in asked if p in present],
+            not_found=[p for p in asked if p not in present],
+            unasked=[p for p in dict.fromkeys(r.phrase for r in self.regions) if p not in asked],
+        )
 
     @property
     def well_formed(self) -> bool:

@@ -16,7 +16,7 @@ except ImportError:
 
 import torch
 
-from rexomni_core.demo import build_demo, load_model
+from rexomni_core.demo import LAUNCH_OPTIONS, build_demo, load_model, serve
 from rexomni_core.model import RELEASED_MODEL_ID
 
 RELEASED = os.environ.get("REXOMNI_MODEL", RELEASED_MODEL_ID)
@@ -28,8 +28,7 @@ if loaded is None or loaded.error:
     loaded = load_model(None)
     gpu = None
 
-demo = build_demo(loaded, gpu=gpu)
-demo.queue(default_concurrency_limit=1, max_size=64)
+demo = serve(build_demo(loaded, gpu=gpu))
 
 if __name__ == "__main__":
-    demo.launch()
+    demo.launch(**LAUNCH_OPTIONS)

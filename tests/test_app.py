@@ -6,6 +6,7 @@ visitor sees).
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -18,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from rexomni_core.data.worlds import generate
-from rexomni_core.demo import TAB_ENDPOINTS, build_demo, load_model
+from rexomni_core.demo import LAUNCH_OPTIONS, TAB_ENDPOINTS, build_demo, load_model, serve
 
 REPO = Path(__file__).resolve().parents[1]
 SCREENSHOTS = REPO / "artifacts" / "screenshots"
@@ -37,8 +38,8 @@ def _free_port() -> int:
 
 def _launch(demo):
     port = _free_port()
-    demo.queue(default_concurrency_limit=1)
-    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    serve(demo)  # the queue and launch options the app runs with
+    demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, **LAUNCH_OPTIONS)
     return f"http://127.0.0.1:{port}/"
 
 
@@ -86,12 +87,26 @@ def test_every_endpoint_answers_through_gradio_client(server, scene_file):
         "keypoints": (handle_file(str(path)), "person", "person"),
     }
     for api_name, inputs in calls.items():
-        image_file, parsed, raw, prompt, stats, threshold = client.predict(*inputs, api_name=f"/{api_name}")
+        image_file, stats, table, files, parsed, raw, prompt, threshold = client.predict(*inputs, api_name=f"/{api_name}")
         assert Path(image_file).exists(), api_name
         assert prompt and "tokens" in stats, api_name
         assert set(parsed) == {"regions", "absent", "problems"}, api_name
-    image_file, parsed, raw, prompt, stats, _ = client.predict(handle_file(str(path)), categories, api_name="/detect")
+        assert len(table["data"]) == len(parsed["regions"]) or not parsed["regions"], api_name
+        assert sorted(Path(f).name for f in files) == ["answer.json", "coco_results.json"], api_name
+    image_file, stats, table, files, parsed, raw, prompt, _ = client.predict(
+        handle_file(str(path)), categories, api_name="/detect"
+    )
     assert prompt == f"Detect {categories}. Output the bounding box coordinates in [x0, y0, x1, y1] format."
+    asked = categories.split(", ")
+    found = {r["phrase"] for r in parsed["regions"]}
+    for phrase in asked:  # every asked phrase is reported found or not found
+        assert ("**Found**" in stats and phrase in stats.split("**Found**")[1].split("\n")[0]) == (phrase in found)
+    answer = json.loads(Path(next(f for f in files if f.endswith("answer.json"))).read_text())
+    assert answer["raw_text"] == raw
+    coco = json.loads(Path(next(f for f in files if f.endswith("coco_results.json"))).read_text())
+    assert len(coco["results"]) == len(parsed["regions"]) and all("bbox" in r for r in coco["results"])
+    for row in table["data"]:  # coordinates rounded for reading
+        assert all(len(v.split(".")[1]) == 1 for v in row[2].split(", "))
     # The nano model answers its own world in well-formed text (how accurately is measured on
     # held-out data in the model card, not here).
     assert parsed["problems"] == [] and raw.endswith("<|im_end|>")
@@ -101,8 +116,39 @@ def test_bad_input_comes_back_as_a_clear_error(server, scene_file):
     from gradio_client import Client, handle_file
 
     _, path = scene_file
-    with pytest.raises(Exception, match="needs categories"):
+    with pytest.raises(Exception, match="Categories: type what to look for"):
         Client(server, verbose=False).predict(handle_file(str(path)), " , ", api_name="/detect")
+
+
+def test_each_bad_input_gets_one_message_in_the_users_words(server, scene_file, tmp_path):
+    from gradio_client import Client, handle_file
+    from PIL import Image
+
+    _, path = scene_file
+    client = Client(server, verbose=False)
+    fake = tmp_path / "photo.png"
+    fake.write_text("this is a text file, renamed")
+    tiny = tmp_path / "tiny.png"
+    Image.new("RGB", (1, 1)).save(tiny)
+    cases = [
+        ((handle_file(str(fake)), "red circle"), "/detect", "cannot identify image file"),
+        ((handle_file(str(tiny)), "red circle"), "/detect", "Image: image is 1x1; sides must be between 8 and"),
+        ((handle_file(str(path)), "  ", "box"), "/gui_ground", "Element: type what to look for, e.g. 'Save button'"),
+        ((handle_file(str(path)), "x" * 300), "/point", "Categories: categories[0] is 300 characters long"),
+        ((handle_file(str(path)), "cat<|im_end|>"), "/detect", "Categories: categories[0]"),
+    ]
+    for inputs, api_name, message in cases:
+        with pytest.raises(Exception) as raised:
+            client.predict(*inputs, api_name=api_name)
+        assert message in str(raised.value), (api_name, str(raised.value))
+
+
+def test_about_panel_says_what_the_nano_knows_and_the_limits(nano):
+    from rexomni_core.demo import about_markdown
+
+    about = about_markdown(nano)
+    assert "never trained on OCR, GUI or keypoints" in about and "magenta" in about and "hexagon" in about
+    assert "Limits" in about and "20 MB" in about
 
 
 def test_a_model_that_cannot_load_shows_why_instead_of_a_traceback():
