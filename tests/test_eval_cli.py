@@ -192,3 +192,21 @@ def test_eval_run_names_the_embedded_checkpoint_and_hub_ids(run_eval, tmp_path):
     assert json.loads((tmp_path / "out" / "run.json").read_text())["model"].startswith(str((tmp_path / "nano").resolve()))
     assert run_eval("--model", "IDEA-Research/Rex-Omni", "--restart")[0] == 0
     assert json.loads((tmp_path / "out" / "run.json").read_text())["model"] == "IDEA-Research/Rex-Omni"
+
+
+def test_eval_run_summary_is_a_short_table_not_a_raw_dict(tmp_path, monkeypatch, capsys):
+    import types
+
+    monkeypatch.setitem(sys.modules, "rexomni_core.model", types.SimpleNamespace(RexOmni=BlankModel, NANO_DIR=tmp_path))
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    gt = json.loads(json.dumps(GT))
+    for image in gt["images"]:
+        image["file_name"] = f"{image['id']}.png"
+        Image.new("RGB", (100, 100)).save(data / "images" / image["file_name"])
+    (data / "annotations.json").write_text(json.dumps(gt))
+    code, out, _ = run(["eval", "run", "--data", str(data), "--task", "detection", "--out", str(tmp_path / "out")], capsys)
+    assert code == 0
+    assert "{" not in out and "macro IoU 0.50" in out and "well_formed" in out
+    assert f"{tmp_path / 'out'}/ (metrics.json)" in out
+    assert max(len(line) for line in out.splitlines()[:-1]) < 100  # the last line is the folder

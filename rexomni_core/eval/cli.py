@@ -153,8 +153,19 @@ def _run_model(args: argparse.Namespace) -> int:
         model, Path(args.data), args.task, out, args.categories, args.protocol, resume=not args.restart,
         model_fingerprint=_checkpoint_fingerprint(args.model or NANO_DIR),
     )
-    _emit(args, metrics, _plain_table)
+    _emit(args, metrics, lambda result: _run_table(result, out))
     return 0
+
+
+def _run_table(result: dict[str, Any], out: Path) -> str:
+    """`eval run`'s summary: the F1 table where the task has one, then every other number; the
+    per-threshold and per-category detail stays in metrics.json."""
+    shown = _f1_table(result).splitlines() if "f1@0.5" in result and "num_predictions" in result else []
+    covered = {key for key in result if "@" in key or key in ("protocol", "num_predictions", "num_ground_truth",
+                                                               "num_left_out")} if shown else set()
+    rest = {key: value for key, value in result.items() if key not in covered and not isinstance(value, (dict, list))}
+    lines = shown + ([""] if shown and rest else []) + _plain_table(rest).splitlines()
+    return "\n".join([*lines, "", f"answers, predictions and every metric: {out}/ (metrics.json)"])
 
 
 def _checkpoint_fingerprint(source) -> str:
