@@ -89,7 +89,12 @@ def _opened(path: Path) -> Iterator[Image.Image]:
                 yield opened
     except InputError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, OSError, SyntaxError, ValueError) as error:
+    except Image.DecompressionBombError as error:  # PIL refuses on its own far past our limit
+        raise InputError(
+            f"{path}: too large to open safely ({error}); sides must be between {MIN_IMAGE_SIDE} and "
+            f"{MAX_IMAGE_SIDE} pixels"
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         raise InputError(f"{path}: not a readable image ({type(error).__name__}: {error})") from None
 
 

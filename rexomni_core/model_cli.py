@@ -49,11 +49,12 @@ def positive_int(text: str) -> int:
 
 
 def check_requests(args: argparse.Namespace, categories: list[str] | None) -> None:
-    """Every image readable and every prompt buildable, before the model loads (seconds)."""
-    from .images import image_size
+    """Every image readable to its last pixel and every prompt buildable, before the model
+    loads (a truncated file is found only by decoding it)."""
+    from .images import load_image
 
     for path in args.images:
-        width, height = image_size(path)
+        width, height = load_image(path).size
         build_prompt(args.task, categories, keypoint_type=args.keypoint_type,
                      visual_prompt_boxes=args.visual_prompt, width=width, height=height)
 
