@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from .errors import InputError
-from .tasks import TASKS, build_prompt, split_categories
+from .tasks import TASKS, build_prompt, get_task, split_categories
 
 
 def register(subparsers) -> None:
@@ -103,7 +103,7 @@ def run_predict(args: argparse.Namespace) -> int:
             if args.json:
                 print(json.dumps(record))
             else:
-                print(_summary(record))
+                print(_summary(record, prediction, categories))
             if args.out:
                 json_file, png_file = results[start + offset]
                 json_file.write_text(json.dumps(record, indent=1))
@@ -111,12 +111,18 @@ def run_predict(args: argparse.Namespace) -> int:
     return 0
 
 
-def _summary(record: dict) -> str:
+def _summary(record: dict, prediction, asked: list[str] | None) -> str:
+    """Each region (marked when its phrase was not asked), then each asked phrase not found."""
     width, height = record["image_size"]
     lines = [f"{record['image']} ({width}x{height}, {record['seconds']:.2f} s)"]
+    scored = get_task(prediction.task).family != "ocr" and asked
+    outcome = prediction.outcomes(asked) if scored else None
     for region in record["regions"]:
         coords = ", ".join(f"{v:.1f}" for v in region["coords"]) if region["kind"] != "keypoints" else "…"
-        lines.append(f"  {region['phrase']}: {region['kind']} [{coords}]")
-    lines += [f"  {phrase}: none" for phrase in record["absent"]]
+        score = f" score {region['score']:.2f}" if region.get("score") is not None else ""
+        unasked = " (not asked)" if outcome and region["phrase"] in outcome.unasked else ""
+        lines.append(f"  {region['phrase']}: {region['kind']} [{coords}]{score}{unasked}")
+    missing = outcome.not_found if outcome else record["absent"]
+    lines += [f"  {phrase}: not found" for phrase in missing]
     lines += [f"  (problem: {problem})" for problem in record["problems"]]
     return "\n".join(lines)

@@ -372,3 +372,17 @@ def test_a_prompt_that_would_overrun_the_positions_is_refused(random_nano):
     with pytest.raises(InputError, match="ask fewer or shorter categories"):
         model.predict(image, categories=[" ".join([p] * 12)[:250] for p in many])
     assert model.predict(image, categories=["red circle"], max_new_tokens=4).num_output_tokens <= 4
+
+
+def test_cli_predict_reports_every_asked_phrase_not_found_and_marks_unasked_ones(tmp_path, capsys):
+    from rexomni_core.model_cli import _summary
+    from rexomni_core.regions import Box, Prediction
+
+    prediction = Prediction([Box("red circle", [1, 2, 3, 4]), Box("blue star", [5, 6, 7, 8])], "", [], 100, 100,
+                            phrases=["red circle", "blue star"], seconds=0.1)
+    record = {"image": "x.png", **prediction.to_dict()}
+    asked = ["red circle", "green square", "cyan star", "yellow hexagon", "magenta triangle"]
+    text = _summary(record, prediction, asked)
+    assert "blue star: box [5.0, 6.0, 7.0, 8.0] (not asked)" in text
+    for phrase in asked[1:]:  # four asked phrases got no answer at all: each is said
+        assert f"{phrase}: not found" in text
