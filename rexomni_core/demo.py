@@ -273,8 +273,13 @@ def _examples(tab: str) -> list[list]:
     return [[resolve(value) for value in row] for row in json.loads(manifest.read_text()).get(tab, [])]
 
 
-def build_demo(loaded: LoadedModel, gpu: Callable[[Callable], Callable] | None = None) -> gr.Blocks:
-    """The multi-tab app. `gpu` wraps the model call (e.g. `spaces.GPU` on ZeroGPU)."""
+def build_demo(
+    loaded: LoadedModel, gpu: Callable[[Callable], Callable] | None = None, cache_examples: bool = False
+) -> gr.Blocks:
+    """The multi-tab app. `gpu` wraps the model call (e.g. `spaces.GPU` on ZeroGPU).
+    `cache_examples` answers every example once at start-up, so clicking one shows its result
+    at once (the launchers turn it on; tests leave it off)."""
+    cache = cache_examples and loaded.model is not None
     predict = loaded.model.predict if loaded.model is not None else None
     if predict is not None and gpu is not None:
         predict = gpu(predict)
@@ -330,30 +335,30 @@ def build_demo(loaded: LoadedModel, gpu: Callable[[Callable], Callable] | None =
             gr.Markdown(f"⚠ **The model could not be loaded.** {loaded.error}", elem_id="load-error")
         with gr.Accordion("About this model", open=False):
             gr.Markdown(about_markdown(loaded), elem_id="about-model")
-        _task_tab("Detection", detect, lambda: [
+        _task_tab("Detection", detect, cache, lambda: [
             image_input(),
             gr.Textbox(label="Categories or a referring phrase (comma separated)", value="red circle, blue star",
                        info="What to find, comma separated. The nano knows '<colour> <shape>' (About this model)."),
         ])
-        _task_tab("Pointing", point, lambda: [
+        _task_tab("Pointing", point, cache, lambda: [
             image_input(),
             gr.Textbox(label="Categories (comma separated)", value="green circle",
                        info="One point per object found, for each phrase."),
         ])
-        _task_tab("Visual prompting", visual_prompt, lambda: [
+        _task_tab("Visual prompting", visual_prompt, cache, lambda: [
             image_annotator(label="Draw reference boxes", image_type="pil", label_list=["object"], use_default_label=True),
         ])
-        _task_tab("OCR", ocr, lambda: [
+        _task_tab("OCR", ocr, cache, lambda: [
             image_input(),
             gr.Radio(list(OCR_GRANULARITIES), value="word", label="Read"),
             gr.Radio(["box", "polygon"], value="box", label="As"),
         ])
-        _task_tab("GUI grounding", gui_ground, lambda: [
+        _task_tab("GUI grounding", gui_ground, cache, lambda: [
             image_input("Screenshot"),
             gr.Textbox(label="Element", value="Save button", info="The label and kind of one element, e.g. 'Save button'."),
             gr.Radio(["box", "point"], value="box", label="Answer with"),
         ])
-        _task_tab("Keypoints", keypoints, lambda: [
+        _task_tab("Keypoints", keypoints, cache, lambda: [
             image_input(),
             gr.Textbox(label="Category", value="person"),
             gr.Dropdown(list(KEYPOINT_SCHEMAS), value="person", label="Keypoint schema"),
@@ -361,7 +366,7 @@ def build_demo(loaded: LoadedModel, gpu: Callable[[Callable], Callable] | None =
     return demo
 
 
-def _task_tab(title: str, handler: Callable, make_inputs: Callable[[], list]) -> None:
+def _task_tab(title: str, handler: Callable, cache: bool, make_inputs: Callable[[], list]) -> None:
     """One tab: the task's inputs and Run on the left, the result panel on the right."""
     with gr.Tab(title):
         with gr.Row():
@@ -372,7 +377,8 @@ def _task_tab(title: str, handler: Callable, make_inputs: Callable[[], list]) ->
         button.click(handler, inputs, outputs, api_name=TAB_ENDPOINTS[title])
         rows = _examples(title)
         if rows:
-            gr.Examples(rows, inputs, label="Examples from the nano world")
+            gr.Examples(rows, inputs, outputs=outputs, fn=handler, cache_examples=cache,
+                        label="Examples from the nano world")
 
 
 # One model answers one request at a time (a CPU, or one GPU); up to 64 more wait in line and see
@@ -402,5 +408,5 @@ def main(argv: list[str] | None = None) -> None:
     loaded = load_model(args.model)
     if loaded.error:
         print(f"rexomni demo: the model {loaded.name} could not be loaded: {loaded.error}", file=sys.stderr)
-    demo = serve(build_demo(loaded))
+    demo = serve(build_demo(loaded, cache_examples=True))
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, **LAUNCH_OPTIONS)

@@ -28,7 +28,7 @@ if loaded is None or loaded.error:
     loaded = load_model(None)
     gpu = None
 
-demo = serve(build_demo(loaded, gpu=gpu))
+demo = serve(build_demo(loaded, gpu=gpu, cache_examples=True))
 
 if __name__ == "__main__":
     demo.launch(**LAUNCH_OPTIONS)
