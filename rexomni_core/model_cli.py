@@ -31,6 +31,12 @@ def register(subparsers) -> None:
     parser.add_argument(
         "--max-new-tokens", type=positive_int, help="cap on generated tokens (default: the checkpoint's, else 2048)"
     )
+    parser.add_argument("--min-score", type=unit_fraction, help="drop regions whose confidence is below this (0 to 1)")
+    parser.add_argument("--max-regions", type=positive_int, help="at most this many regions per image")
+    parser.add_argument(
+        "--unconstrained", action="store_true",
+        help="decode freely, as the released wrapper does (default: only answers the task's grammar allows)",
+    )
     parser.add_argument("--json", action="store_true", help="print one JSON record per image")
     parser.add_argument("--out", type=Path, help="write <image>.json and <image>.png (annotated) here")
     parser.add_argument("--overwrite", action="store_true", help="replace result files already in --out")
@@ -45,6 +51,17 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def unit_fraction(text: str) -> float:
+    """argparse type: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}") from None
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {text}")
     return value
 
 
@@ -96,6 +113,9 @@ def run_predict(args: argparse.Namespace) -> int:
             categories=categories,
             keypoint_type=args.keypoint_type,
             visual_prompt_boxes=None if args.visual_prompt is None else [args.visual_prompt] * len(paths),
+            constrained=not args.unconstrained,
+            score_threshold=args.min_score,
+            max_regions=args.max_regions,
             **({"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}),
         )
         for offset, (path, prediction) in enumerate(zip(paths, predictions)):

@@ -9,7 +9,7 @@ text and `text` repeats it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 from .errors import InputError
@@ -154,6 +154,19 @@ class Prediction:
         """Every phrase of the answer (absent ones with no regions) → its regions, in order."""
         return {phrase: [] for phrase in self.phrases} | group_by_phrase(self.regions)
 
+    def filtered(self, score_threshold: float | None = None, max_regions: int | None = None) -> Prediction:
+        """A copy with the regions scoring at least `score_threshold`, and of those the
+        `max_regions` highest-scoring (ties: answer order), in answer order. A region without a
+        score passes any threshold and ranks last. Nothing is re-run, so a confidence slider can
+        call this on the prediction it holds; phrases left without regions read as `absent`."""
+        check_region_filter(score_threshold, max_regions)
+        kept = [r for r in self.regions if score_threshold is None or r.score is None or r.score >= score_threshold]
+        if max_regions is not None and len(kept) > max_regions:
+            ranked = sorted(range(len(kept)), key=lambda i: (kept[i].score is None, -(kept[i].score or 0.0), i))
+            best = set(ranked[:max_regions])
+            kept = [region for i, region in enumerate(kept) if i in best]
+        return replace(self, regions=kept, problems=list(self.problems), phrases=list(self.phrases))
+
     def parsed_dict(self) -> dict[str, Any]:
         """What the answer says, JSON-ready: regions, absent phrases, parse problems."""
         return {
@@ -254,6 +267,17 @@ class Prediction:
             for region in self.regions
             if region.phrase in category_ids
         ]
+
+
+def check_region_filter(score_threshold: float | None, max_regions: int | None, cap: str = "max_regions") -> None:
+    """`score_threshold` a number in [0, 1] and `max_regions` (named `cap` in the message) a
+    whole number ≥ 1, or None."""
+    if score_threshold is not None and (
+        isinstance(score_threshold, bool) or not isinstance(score_threshold, (int, float)) or not 0 <= score_threshold <= 1
+    ):
+        raise InputError(f"score_threshold must be a number in [0, 1], got {score_threshold!r}")
+    if max_regions is not None and (isinstance(max_regions, bool) or not isinstance(max_regions, int) or max_regions < 1):
+        raise InputError(f"{cap} must be a whole number ≥ 1, got {max_regions!r}")
 
 
 def region_to_dict(region: Region) -> dict[str, Any]:

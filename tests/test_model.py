@@ -386,3 +386,52 @@ def test_cli_predict_reports_every_asked_phrase_not_found_and_marks_unasked_ones
     assert "blue star: box [5.0, 6.0, 7.0, 8.0] (not asked)" in text
     for phrase in asked[1:]:  # four asked phrases got no answer at all: each is said
         assert f"{phrase}: not found" in text
+
+
+def test_cli_predict_filters_by_score_and_caps_regions(random_nano, tmp_path, capsys):
+    path = tmp_path / "noise.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (112, 112, 3), np.uint8)).save(path)
+    base = ["predict", str(path), "--model", str(random_nano), "--categories", "red circle, blue star",
+            "--max-new-tokens", "40", "--json"]
+
+    def regions(*flags):
+        assert cli_main([*base, *flags]) == 0
+        return json.loads(capsys.readouterr().out.strip().splitlines()[-1])["regions"]
+
+    everything = regions()
+    assert everything and all(0.0 <= r["score"] <= 1.0 for r in everything)
+    threshold = sorted(r["score"] for r in everything)[-1]
+    assert [r["score"] for r in regions("--min-score", str(threshold))] == [r["score"] for r in everything if r["score"] >= threshold]
+    assert len(regions("--max-regions", "1")) == 1
+    free = regions("--unconstrained")
+    assert all("score" in r for r in free)
+
+
+def test_cli_predict_refuses_bad_scores_and_caps_before_loading_the_model(tmp_path, capsys, monkeypatch):
+    image = tmp_path / "shapes.png"
+    Image.new("RGB", (64, 64)).save(image)
+    monkeypatch.setattr(RexOmni, "from_pretrained", classmethod(lambda cls, *a, **k: pytest.fail("model loaded")))
+    for flag, value, message in [("--min-score", "1.5", "must be from 0 to 1"), ("--min-score", "high", "a number from 0 to 1"),
+                                 ("--max-regions", "0", "must be at least 1")]:
+        with pytest.raises(SystemExit) as stop:
+            cli_main(["predict", str(image), "--categories", "red circle", flag, value])
+        assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_inference_benchmark_runs(random_nano):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "inference_speed.py"
+    spec = importlib.util.spec_from_file_location("inference_speed", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["inference_speed"] = module
+    spec.loader.exec_module(module)
+    model = RexOmni.from_pretrained(random_nano)
+    model.model.generation_config.max_new_tokens = 24
+    scenes = module.five_object_scenes(2)
+    rows = module.measure(model, module.ARMS, scenes)
+    text = module.table("random nano", rows)
+    assert "| predict |" in text and "| generate + parse |" in text
+    assert all(row.ms_per_token > 0 and row.images_per_second > 0 for row in rows)

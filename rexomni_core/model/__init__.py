@@ -1,6 +1,8 @@
-"""The Rex-Omni model: `RexOmni` (load a checkpoint, predict), its processor, decoding and
-checkpoint settings, laid out as transformers lays out a model package."""
+"""The Rex-Omni model: `RexOmni` (load a checkpoint, predict), its processor, decoding
+(coordinate mass, the answer grammar), region confidences and checkpoint settings, laid out as
+transformers lays out a model package."""
 
+from .confidence import CONFIDENCES, DEFAULT_CONFIDENCE, RegionEvidence, TokenProbabilities
 from .configuration import (
     COORDINATE_MASS_KEY,
     DEFAULT_GENERATION,
@@ -10,7 +12,7 @@ from .configuration import (
     default_device,
     default_dtype,
 )
-from .decoding import CoordinateMassProcessor, generation_settings
+from .decoding import AnswerLimits, CoordinateMassProcessor, GrammarConstraint, generation_settings, with_processors
 from .modeling import Request, RexOmni
 from .processing import ImageOnlyQwen2_5_VLProcessor, load_processor, save_processor
 
@@ -21,7 +23,14 @@ __all__ = [
     "load_processor",
     "save_processor",
     "CoordinateMassProcessor",
+    "GrammarConstraint",
+    "AnswerLimits",
+    "TokenProbabilities",
+    "RegionEvidence",
+    "CONFIDENCES",
+    "DEFAULT_CONFIDENCE",
     "generation_settings",
+    "with_processors",
     "NANO_DIR",
     "RELEASED_MODEL_ID",
     "DEFAULT_GENERATION",

@@ -23,23 +23,42 @@ from transformers import Qwen2_5_VLForConditionalGeneration
 from transformers.processing_utils import ProcessorMixin
 
 from ..chat import chat_messages
+from ..data.samplers import VISUAL_PROMPT_PHRASE
 from ..errors import InputError, MissingInputError
 from ..grammar import BOX_END, BOX_START, IM_END, parse
 from ..images import load_image
-from ..regions import Prediction
-from ..tasks import MAX_PIXELS, MIN_PIXELS, build_prompt
+from ..regions import Prediction, check_region_filter
+from ..tasks import MAX_PIXELS, MIN_PIXELS, build_prompt, get_task, keypoint_names, normalize_categories
 from ..tokenizer import check_coordinate_tokens, coordinate_token_ids
+from .confidence import (
+    CONFIDENCES,
+    DEFAULT_CONFIDENCE,
+    TokenProbabilities,
+    TokenRecord,
+    check_confidence,
+    region_evidence,
+)
 from .configuration import COORDINATE_MASS_KEY, NANO_DIR, SQUARE_SIDE_KEY, default_device, default_dtype
-from .decoding import CoordinateMassProcessor, generation_settings
+from .decoding import (
+    AnswerLimits,
+    AnswerVocabulary,
+    CoordinateMassProcessor,
+    GrammarConstraint,
+    answer_automaton,
+    generation_settings,
+    with_processors,
+)
 from .processing import load_processor, save_processor
 
 
 @dataclass
 class Request:
-    """One prediction request, validated and turned into its prompt."""
+    """One prediction request, validated and turned into its prompt; `phrases` are those the
+    answer may name (visual prompting: the reference boxes' group; OCR: none, the text is free)."""
 
     image: Image.Image
     prompt: str
+    phrases: tuple[str, ...] = ()
 
 
 class RexOmni:
@@ -62,6 +81,7 @@ class RexOmni:
         self.tokenizer = processor.tokenizer
         self.coordinate_ids = coordinate_token_ids(self.tokenizer)
         self.box_ids = tuple(self.tokenizer.convert_tokens_to_ids([BOX_START, BOX_END]))
+        self.answer_vocabulary = AnswerVocabulary(self.tokenizer, self.coordinate_ids)
         size = getattr(processor.image_processor, "size", None) or {}
         self.min_pixels = min_pixels or max(MIN_PIXELS, size.get("shortest_edge") or 0)
         self.max_pixels = max_pixels or min(MAX_PIXELS, size.get("longest_edge") or MAX_PIXELS)
@@ -188,9 +208,15 @@ class RexOmni:
         keypoint_type: str | None = None,
         visual_prompt_boxes: Sequence[Sequence[float]] | None = None,
         decode: str = "center",
+        constrained: bool = True,
+        score_threshold: float | None = None,
+        max_regions: int | None = None,
+        max_regions_per_phrase: int | None = None,
+        confidence: str = DEFAULT_CONFIDENCE,
         **generation: Any,
     ) -> Prediction:
-        """Detect `categories` (or the task's objects) in one image; regions in original pixels."""
+        """Detect `categories` (or the task's objects) in one image; regions in original pixels,
+        each with a confidence in [0, 1] (see `predict_batch`)."""
         return self.predict_batch(
             [image],
             task=task,
@@ -198,6 +224,11 @@ class RexOmni:
             keypoint_type=keypoint_type,
             visual_prompt_boxes=None if visual_prompt_boxes is None else [visual_prompt_boxes],
             decode=decode,
+            constrained=constrained,
+            score_threshold=score_threshold,
+            max_regions=max_regions,
+            max_regions_per_phrase=max_regions_per_phrase,
+            confidence=confidence,
             **generation,
         )[0]
 
@@ -209,6 +240,11 @@ class RexOmni:
         keypoint_type: str | None = None,
         visual_prompt_boxes: Sequence[Sequence[Sequence[float]]] | None = None,
         decode: str = "center",
+        constrained: bool = True,
+        score_threshold: float | None = None,
+        max_regions: int | None = None,
+        max_regions_per_phrase: int | None = None,
+        confidence: str = DEFAULT_CONFIDENCE,
         **generation: Any,
     ) -> list[Prediction]:
         """One generate() call for several images (left-padded prompts).
@@ -216,23 +252,43 @@ class RexOmni:
         `categories` is one phrase list for every image, or one list per image;
         `visual_prompt_boxes` is one list of reference boxes per image.
         `seconds` of each prediction is the batch's wall time shared equally.
+
+        `constrained` (default): the answer can only be the task's grammar (`model/decoding.py`),
+        with at most `max_regions` regions and `max_regions_per_phrase` per phrase; False decodes
+        freely, as the released wrapper does (`max_regions_per_phrase` then bounds nothing).
+        Every region gets `score`, the `confidence` definition (`model/confidence.py`) of the
+        model's own token probabilities; regions below `score_threshold` are dropped, and of the
+        rest at most `max_regions`, the highest-scoring, are kept (`Prediction.filtered`).
         """
+        check_region_filter(score_threshold, max_regions)
+        check_region_filter(None, max_regions_per_phrase, "max_regions_per_phrase")
+        check_confidence(confidence)
         requests = self._requests(images, task, categories, keypoint_type, visual_prompt_boxes)
-        coordinate_mass = (
-            CoordinateMassProcessor(self.coordinate_ids, *self.box_ids) if self.coordinate_mass_decoding else None
-        )
-        settings = generation_settings(self.model.generation_config.max_new_tokens, generation, coordinate_mass)
+        settings = generation_settings(self.model.generation_config.max_new_tokens, generation)
         eos = self.tokenizer.convert_tokens_to_ids(IM_END)
         start = time.perf_counter()
         inputs = self.encode([r.image for r in requests], [self.chat_text(r.prompt) for r in requests])
-        self._check_positions(inputs["input_ids"].shape[1], settings["max_new_tokens"])
+        prompt_length = inputs["input_ids"].shape[1]
+        self._check_positions(prompt_length, settings["max_new_tokens"])
+        recorder = TokenProbabilities(self.coordinate_ids)
+        constraint = None
+        if constrained:
+            limits = AnswerLimits(max_regions=max_regions, max_regions_per_phrase=max_regions_per_phrase)
+            names = keypoint_names(keypoint_type) if get_task(task).needs_keypoint_type else None
+            automata = [answer_automaton(self.answer_vocabulary, get_task(task), r.phrases, names, limits) for r in requests]
+            constraint = GrammarConstraint(automata, prompt_length, settings["max_new_tokens"])
+        coordinate_mass = (
+            CoordinateMassProcessor(self.coordinate_ids, *self.box_ids) if self.coordinate_mass_decoding else None
+        )
+        padding = (inputs["attention_mask"] == 0).sum(dim=1).to(self.device)
+        settings = with_processors(settings, recorder, constraint, coordinate_mass, prompt_padding=padding)
         inputs = inputs.to(self.device)
         with torch.inference_mode():
             output = self.model.generate(
                 **inputs, eos_token_id=eos, pad_token_id=self.tokenizer.pad_token_id, **settings
             )
+        records = recorder.finish(output[:, -1])
         seconds = (time.perf_counter() - start) / len(requests)
-        prompt_length = inputs["input_ids"].shape[1]
         prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
         predictions = []
         for i, request in enumerate(requests):
@@ -241,12 +297,21 @@ class RexOmni:
             new = new[: new.index(eos) + 1] if eos in new else new
             text = self.tokenizer.decode(new, skip_special_tokens=False)
             prediction = parse(text, *request.image.size, task=task, decode=decode)
+            self._score(prediction, new, records[i], confidence)
             prediction.prompt = request.prompt
             prediction.seconds = seconds
             prediction.num_prompt_tokens = int(prompt_tokens[i])
             prediction.num_output_tokens = len(new)
-            predictions.append(prediction)
+            predictions.append(prediction.filtered(score_threshold, max_regions))
         return predictions
+
+    def _score(self, prediction: Prediction, tokens: list[int], record: TokenRecord, confidence: str) -> None:
+        """Fill `score` of every region from the token probabilities of its answer; a region no
+        run of coordinate tokens decodes to (none does in a parsed answer) scores 0."""
+        definition = CONFIDENCES[confidence]
+        evidence = region_evidence(prediction, tokens, record, self.answer_vocabulary)
+        for region, found in zip(prediction.regions, evidence):
+            region.score = 0.0 if found is None else definition(found)
 
     def _check_positions(self, prompt_tokens: int, max_new_tokens: int) -> None:
         """Refuse a prompt whose answer could run past the model's positions (nano has 4 096):
@@ -258,6 +323,13 @@ class RexOmni:
                 f"answer tokens that exceeds this model's {limit} positions: ask fewer or shorter categories "
                 "per prompt, or lower max_new_tokens"
             )
+
+    @staticmethod
+    def _answer_phrases(task: str, categories) -> tuple[str, ...]:
+        spec = get_task(task)
+        if spec.needs_visual_prompt:
+            return (VISUAL_PROMPT_PHRASE,)
+        return () if spec.ocr else tuple(normalize_categories(categories) or ())
 
     def _requests(self, images, task, categories, keypoint_type, visual_prompt_boxes) -> list[Request]:
         if isinstance(images, (str, os.PathLike, Image.Image, np.ndarray)):
@@ -285,5 +357,5 @@ class RexOmni:
                 width=pil.width,
                 height=pil.height,
             )
-            requests.append(Request(pil, prompt))
+            requests.append(Request(pil, prompt, self._answer_phrases(task, categories[i] if per_image else categories)))
         return requests
