@@ -232,11 +232,15 @@ def download_files(prediction: Prediction) -> list[str]:
     return [str(answer), str(coco)]
 
 
-def _rethreshold(state, min_score: float):
+def refilter(state, min_score: float, max_regions: float | None):
+    """The shown answer with the confidence slider and the max-regions box applied: the held
+    prediction is filtered (`Prediction.filtered`), the model is not run again."""
     if state is None:
-        return None
+        return None, []
     image, prediction = state
-    return annotate(image, prediction, min_score=min_score)
+    cap = int(max_regions) if max_regions else None
+    shown = prediction.filtered(score_threshold=min_score or None, max_regions=cap)
+    return annotate(image, shown), region_rows(shown.regions)
 
 
 def _result_panel():
@@ -244,7 +248,9 @@ def _result_panel():
         annotated = gr.Image(
             label="Result", type="pil", format="png", interactive=False, height=520, elem_classes="result-image"
         )
-        threshold = gr.Slider(0, 1, value=0, step=0.01, label="Minimum confidence", visible=False)
+        with gr.Row():
+            threshold = gr.Slider(0, 1, value=0, step=0.01, label="Minimum confidence", visible=False)
+            max_regions = gr.Number(value=None, minimum=1, precision=0, label="Show at most (regions)")
         summary = gr.Markdown(elem_classes="result-stats")
         table = gr.Dataframe(headers=REGION_COLUMNS, label="Regions", interactive=False, wrap=True)
         files = gr.File(label="Download the answer (JSON, COCO results)", file_count="multiple", interactive=False)
@@ -253,7 +259,9 @@ def _result_panel():
         raw = gr.Textbox(label="Raw model text", lines=3, buttons=["copy"], elem_classes="result-raw")
         prompt = gr.Textbox(label="Prompt sent", lines=2)
     state = gr.State(None)
-    threshold.change(_rethreshold, [state, threshold], annotated, api_name=False, show_progress="hidden")
+    for control in (threshold, max_regions):
+        control.change(refilter, [state, threshold, max_regions], [annotated, table], api_name=False,
+                       show_progress="hidden")
     return [annotated, summary, table, files, parsed, raw, prompt, state, threshold]
 
 

@@ -276,3 +276,18 @@ def test_built_space_starts_on_cpu_with_the_nano_model(tmp_path):
     imported = subprocess.run([sys.executable, "-c", "import rexomni_core; print(rexomni_core.__file__)"],
                               cwd=space, env=env, capture_output=True, text=True, check=True).stdout
     assert imported.strip() == str(space / "rexomni_core" / "__init__.py")
+
+
+def test_the_confidence_slider_and_cap_filter_the_held_answer_without_running_the_model():
+    from PIL import Image
+
+    from rexomni_core.demo import refilter
+    from rexomni_core.regions import Box, Prediction
+
+    regions = [Box("a", [1, 1, 10, 10], score=0.9), Box("a", [20, 20, 30, 30], score=0.2), Box("b", [40, 40, 50, 50], score=0.6)]
+    state = (Image.new("RGB", (64, 64)), Prediction(regions, "", [], 64, 64, phrases=["a", "b"]))
+    _, rows = refilter(state, 0.5, None)
+    assert [row[3] for row in rows] == [0.9, 0.6]
+    _, rows = refilter(state, 0.0, 1)
+    assert [row[3] for row in rows] == [0.9]
+    assert refilter(None, 0.5, None) == (None, [])
