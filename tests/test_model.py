@@ -435,3 +435,11 @@ def test_the_inference_benchmark_runs(random_nano):
     text = module.table("random nano", rows)
     assert "| predict |" in text and "| generate + parse |" in text
     assert all(row.ms_per_token > 0 and row.images_per_second > 0 for row in rows)
+
+
+def test_loading_a_local_checkpoint_prints_no_progress_bar(capfd):
+    RexOmni.from_pretrained()
+    assert "Loading weights" not in capfd.readouterr().err
+    from transformers.utils import logging as transformers_logging
+
+    assert transformers_logging.is_progress_bar_enabled()  # switched off for the load only

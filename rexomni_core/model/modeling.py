@@ -9,6 +9,7 @@ code. The image goes in at Qwen's smart-resized size; the answer comes back pars
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Sequence
@@ -141,13 +142,14 @@ class RexOmni:
         kwargs = dict(hub_kwargs, trust_remote_code=trust_remote_code)
         try:
             processor = load_processor(source, **kwargs)
-            model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
-                source,
-                dtype=dtype,
-                attn_implementation=attn_implementation,
-                use_safetensors=True,
-                **kwargs,
-            )
+            with _quiet_local_loading(Path(source).is_dir()):
+                model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+                    source,
+                    dtype=dtype,
+                    attn_implementation=attn_implementation,
+                    use_safetensors=True,
+                    **kwargs,
+                )
         except OSError as error:
             if Path(source).exists():
                 raise
@@ -359,3 +361,19 @@ class RexOmni:
             )
             requests.append(Request(pil, prompt, self._answer_phrases(task, categories[i] if per_image else categories)))
         return requests
+
+
+@contextlib.contextmanager
+def _quiet_local_loading(local: bool):
+    """Without transformers' "Loading weights" bar for a local checkpoint, which loads in a
+    moment (it printed on every `rexomni predict`); a hub download keeps its progress bars."""
+    from transformers.utils import logging as transformers_logging
+
+    hide = local and transformers_logging.is_progress_bar_enabled()
+    if hide:
+        transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if hide:
+            transformers_logging.enable_progress_bar()
