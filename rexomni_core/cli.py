@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "rexomni_core.data.cli",
     "rexomni_core.model_cli",
     "rexomni_core.train.cli",
+    "rexomni_core.finetune_cli",
     "rexomni_core.eval.cli",
 ]
 

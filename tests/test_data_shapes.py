@@ -47,7 +47,7 @@ def test_scenes_respect_the_spec_ranges(split):
         short = min(width, height)
         occupied = np.zeros((height, width), dtype=bool)
         for annotation in scene.annotations:
-            assert annotation.category in CATEGORIES
+            assert annotation.category in config.categories
             box = annotation.box
             assert 0 <= box[0] < box[2] <= width and 0 <= box[1] < box[3] <= height
             longer = max(box[2] - box[0], box[3] - box[1])

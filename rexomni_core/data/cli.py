@@ -16,7 +16,8 @@ def register(subparsers) -> None:
 
     synth = data.add_parser("synth", help="generate a nano-world dataset: images + one COCO JSON")
     synth.add_argument("--world", required=True, choices=["shapes", "ocr", "gui", "keypoints"])
-    synth.add_argument("--split", default="normal", help="shapes: 'normal', 'dense', 'few' or 'single'")
+    synth.add_argument("--split", default="normal",
+                       help="shapes: 'normal', 'dense', 'few', 'single' or 'novel' (colours the shipped nano never saw)")
     synth.add_argument("--n", type=int, required=True, help="number of images")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--out", required=True, help="output folder (images/ and annotations.json)")

@@ -99,19 +99,25 @@ def choose_phrases(present: Sequence[str], vocabulary: Sequence[str], rng: rando
 # --------------------------------------------------------------------------- shapes tasks
 
 
-def _shape_phrases(scene: Scene, rng: random.Random, absent_phrases: bool) -> list[str]:
-    return choose_phrases([a.category for a in scene.annotations], SHAPE_CATEGORIES if absent_phrases else (), rng)
+def _shape_phrases(scene: Scene, rng: random.Random, absent_phrases: bool, vocabulary: Sequence[str]) -> list[str]:
+    return choose_phrases([a.category for a in scene.annotations], vocabulary if absent_phrases else (), rng)
 
 
-def sample_detection(scene: Scene, rng: random.Random, absent_phrases: bool = True) -> Conversation:
-    phrases = _shape_phrases(scene, rng, absent_phrases)
+def sample_detection(
+    scene: Scene, rng: random.Random, absent_phrases: bool = True, vocabulary: Sequence[str] = SHAPE_CATEGORIES
+) -> Conversation:
+    """Boxes of the phrases asked; absent phrases come from `vocabulary` (for a user's dataset,
+    its own category list) and are answered `None`. Pointing alike."""
+    phrases = _shape_phrases(scene, rng, absent_phrases, vocabulary)
     regions = [Box(a.category, list(a.box)) for a in scene.annotations if a.category in phrases]
     prompt = sample_prompt("detection", rng, categories=phrases)
     return _conversation(scene, "detection", prompt, regions, phrases)
 
 
-def sample_pointing(scene: Scene, rng: random.Random, absent_phrases: bool = True) -> Conversation:
-    phrases = _shape_phrases(scene, rng, absent_phrases)
+def sample_pointing(
+    scene: Scene, rng: random.Random, absent_phrases: bool = True, vocabulary: Sequence[str] = SHAPE_CATEGORIES
+) -> Conversation:
+    phrases = _shape_phrases(scene, rng, absent_phrases, vocabulary)
     asked = [a for a in scene.annotations if a.category in phrases]
     regions = [Point(a.category, annotation_point(a)) for a in asked]
     prompt = sample_prompt("pointing", rng, categories=phrases)

@@ -21,7 +21,7 @@ from ..errors import InputError
 from .formats import CocoWriter
 from .formats.atomic import staged_files
 from .formats.records import Record
-from .worlds import WORLD_CATEGORIES, generate
+from .worlds import generate, world_categories
 
 MANIFEST = "synth.json"
 # What makes two runs' images the same; `n` may differ (a resumed or grown run).
@@ -55,7 +55,7 @@ def write_synthetic_dataset(out: str | os.PathLike, world: str, n: int, seed: in
     first = next(scenes)  # an unknown world or split fails here, before the folder is touched
     with staged_files() as staged:
         staged.path(out / MANIFEST).write_text(json.dumps(manifest))
-    writer = CocoWriter(WORLD_CATEGORIES[world])
+    writer = CocoWriter(world_categories(world, split))
     reused = 0
     for i, scene in enumerate(tqdm(itertools.chain([first], scenes), total=n, desc=f"synth {world}",
                                    unit="img", disable=None if progress else True)):

@@ -25,6 +25,14 @@ COLOURS = tuple(OBJECT_COLOURS)
 SHAPES = ("circle", "square", "triangle", "star", "hexagon")
 # The shapes world's categories, "<colour> <shape>" colour by colour (fixes the COCO category ids).
 SHAPE_CATEGORIES = tuple(f"{colour} {shape}" for colour in COLOURS for shape in SHAPES)
+# Two colours the shipped nano has never seen: only the shapes world's `novel` split draws them, a
+# stand-in for a user's own data in fine-tuning demonstrations (NANO_WORLD.md). They stay out of
+# COLOURS and SHAPE_CATEGORIES, which the nano's training stream and its tokenizer's corpus read.
+NOVEL_COLOURS: dict[str, tuple[int, int, int]] = {
+    "orange": (240, 130, 20),
+    "purple": (110, 40, 160),
+}
+NOVEL_SHAPE_CATEGORIES = tuple(f"{colour} {shape}" for colour in NOVEL_COLOURS for shape in SHAPES)
 
 # GUI: the role of every element, and the label pool each kind of element draws from.
 GUI_ROLES = ("title bar", "text field", "checkbox", "button", "icon")

@@ -8,7 +8,7 @@ from ...nano.vocabulary import GUI_ROLES, SHAPE_CATEGORIES
 from .gui import generate_gui
 from .keypoints import generate_keypoints
 from .ocr import generate_ocr
-from .shapes import generate_shapes
+from .shapes import generate_shapes, split_config
 
 GENERATORS = {
     "shapes": generate_shapes,
@@ -26,6 +26,11 @@ WORLD_CATEGORIES: dict[str, tuple[str, ...]] = {
 }
 
 
+def world_categories(world: str, split: str = "normal") -> tuple[str, ...]:
+    """The COCO categories of a world's split: a shapes split may draw colours of its own (`novel`)."""
+    return split_config(split).categories if world == "shapes" else WORLD_CATEGORIES[world]
+
+
 def generate(world: str, seed: int, split: str = "normal") -> Scene:
     """One scene of `world`; the same (world, seed, split) always gives the same scene."""
     try:
@@ -35,4 +40,4 @@ def generate(world: str, seed: int, split: str = "normal") -> Scene:
     return generator(seed, split)
 
 
-__all__ = ["GENERATORS", "WORLDS", "WORLD_CATEGORIES", "generate"]
+__all__ = ["GENERATORS", "WORLDS", "WORLD_CATEGORIES", "generate", "world_categories"]

@@ -16,8 +16,9 @@ from PIL import Image
 from ...annotations import Annotation, Mask, Scene
 from ...errors import InputError
 from ...geometry import box_iou_matrix
-from ...nano.vocabulary import OBJECT_COLOURS, SHAPE_CATEGORIES
+from ...nano.vocabulary import NOVEL_COLOURS, NOVEL_SHAPE_CATEGORIES, OBJECT_COLOURS, SHAPE_CATEGORIES
 from .common import (
+    MIN_BACKGROUND_DISTANCE,
     alpha_to_mask,
     background,
     dilate,
@@ -28,6 +29,8 @@ from .common import (
 )
 
 MAX_BOX_IOU = 0.3
+# Every colour a split may draw, by name.
+PALETTE: dict[str, tuple[int, int, int]] = OBJECT_COLOURS | NOVEL_COLOURS
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,12 @@ class ShapesConfig:
     # Probability that a new object repeats a category already in the scene, so that detection
     # and visual prompting see several instances of one category.
     repeat_category: float = 0.35
+    # The categories drawn, "<colour> <shape>"; drawn by index, so their number fixes the stream.
+    categories: tuple[str, ...] = SHAPE_CATEGORIES
+
+    @property
+    def colours(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(category.split(" ")[0] for category in self.categories))
 
 
 # The order fixes each split's random stream: append new splits, never reorder.
@@ -51,6 +60,9 @@ SPLITS: dict[str, ShapesConfig] = {
     "few": ShapesConfig(min_count=1, max_count=2, min_size=0.15, max_size=0.45),
     # Exactly one: where a from-scratch nano first learns to localise (its model card).
     "single": ShapesConfig(min_count=1, max_count=1, min_size=0.15, max_size=0.45),
+    # The normal split in two colours the shipped nano never saw (fine-tuning demonstrations);
+    # never in its training stream.
+    "novel": ShapesConfig(min_count=1, max_count=8, min_size=0.12, max_size=0.45, categories=NOVEL_SHAPE_CATEGORIES),
 }
 
 
@@ -167,7 +179,7 @@ def _layout(rng, config, width, height, supersample):
         if used and rng.random() < config.repeat_category:
             category = used[int(rng.integers(len(used)))]
         else:
-            category = SHAPE_CATEGORIES[int(rng.integers(len(SHAPE_CATEGORIES)))]
+            category = config.categories[int(rng.integers(len(config.categories)))]
         colour_name, shape = category.split(" ")
         for _attempt in range(6):  # a smaller draw of the size often fits where a large one did not
             alpha, bits, box = _sized_shape(shape, config, min(width, height), rng, supersample)
@@ -180,9 +192,22 @@ def _layout(rng, config, width, height, supersample):
         alpha, x, y = _clip_to_image(alpha, x, y, width, height)
         h, w = alpha.shape
         occupied[y : y + h, x : x + w] |= alpha_to_mask(alpha)
-        colour = jitter_colour(rng, OBJECT_COLOURS[colour_name])
+        colour = jitter_colour(rng, PALETTE[colour_name])
         placed.append(_Placed(category, colour, alpha, x, y, placed_box))
     return placed
+
+
+def _background(rng, config, width, height) -> Image.Image:
+    """A background far from every colour the split draws. `background` keeps away from the
+    original colours; a split with colours of its own is redrawn until no pixel is near them."""
+    own = np.array([PALETTE[c] for c in config.colours if c not in OBJECT_COLOURS], dtype=np.float64)
+    while True:
+        canvas = background(rng, width, height)
+        if not len(own):
+            return canvas
+        pixels = np.asarray(canvas, dtype=np.float64).reshape(-1, 1, 3)
+        if np.linalg.norm(pixels - own[None], axis=2).min() >= MIN_BACKGROUND_DISTANCE:
+            return canvas
 
 
 def generate_shapes(seed: int, split: str = "normal") -> Scene:
@@ -195,7 +220,7 @@ def generate_shapes(seed: int, split: str = "normal") -> Scene:
         placed = _layout(rng, config, width, height, supersample)
         if placed is not None:
             break
-    canvas = background(rng, width, height)
+    canvas = _background(rng, config, width, height)
     annotations = []
     for item in placed:
         canvas.paste(item.colour, (item.x, item.y), Image.fromarray(item.alpha, "L"))
