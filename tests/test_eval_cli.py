@@ -144,19 +144,24 @@ class BlankModel:
         return parse("", 100, 100, task=task)
 
 
-@pytest.fixture
-def run_eval(tmp_path, monkeypatch, capsys):
-    """`rexomni eval run` on a two-image dataset, with checkpoints `a` and `b` (weights differ)."""
-    import types
-
-    monkeypatch.setitem(sys.modules, "rexomni_core.model", types.SimpleNamespace(RexOmni=BlankModel, NANO_DIR=tmp_path / "nano"))
-    data = tmp_path / "data"
+def _dataset_folder(data):
+    """GT as a dataset folder `eval run` reads: annotations.json and blank 100 x 100 images."""
     (data / "images").mkdir(parents=True)
     gt = json.loads(json.dumps(GT))
     for image in gt["images"]:
         image["file_name"] = f"{image['id']}.png"
         Image.new("RGB", (100, 100)).save(data / "images" / image["file_name"])
     (data / "annotations.json").write_text(json.dumps(gt))
+    return data
+
+
+@pytest.fixture
+def run_eval(tmp_path, monkeypatch, capsys):
+    """`rexomni eval run` on a two-image dataset, with checkpoints `a` and `b` (weights differ)."""
+    import types
+
+    monkeypatch.setitem(sys.modules, "rexomni_core.model", types.SimpleNamespace(RexOmni=BlankModel, NANO_DIR=tmp_path / "nano"))
+    data = _dataset_folder(tmp_path / "data")
     for name, weights in (("a", b"weights of a"), ("b", b"other weights")):
         (tmp_path / name).mkdir()
         (tmp_path / name / "model.safetensors").write_bytes(weights)
@@ -198,13 +203,7 @@ def test_eval_run_summary_is_a_short_table_not_a_raw_dict(tmp_path, monkeypatch,
     import types
 
     monkeypatch.setitem(sys.modules, "rexomni_core.model", types.SimpleNamespace(RexOmni=BlankModel, NANO_DIR=tmp_path))
-    data = tmp_path / "data"
-    (data / "images").mkdir(parents=True)
-    gt = json.loads(json.dumps(GT))
-    for image in gt["images"]:
-        image["file_name"] = f"{image['id']}.png"
-        Image.new("RGB", (100, 100)).save(data / "images" / image["file_name"])
-    (data / "annotations.json").write_text(json.dumps(gt))
+    data = _dataset_folder(tmp_path / "data")
     code, out, _ = run(["eval", "run", "--data", str(data), "--task", "detection", "--out", str(tmp_path / "out")], capsys)
     assert code == 0
     assert "{" not in out and "macro IoU 0.50" in out and "well_formed" in out
