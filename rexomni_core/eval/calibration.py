@@ -13,6 +13,7 @@ import numpy as np
 from .f1 import match_detections, score_order
 from .inputs import Detections, GroundTruth
 from .matching import IGNORED, TRUE_POSITIVE
+from .plots import save_figure
 
 
 def correct_detections(gt: GroundTruth, dets: Detections, iou: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
@@ -80,9 +81,4 @@ def save_reliability_diagram(curves: Mapping[str, Reliability], path: str | Path
         axes.plot(curve.confidence[filled], curve.accuracy[filled], "o-", markersize=3, label=f"{name} (ECE {curve.ece:.3f})")
     axes.set(xlabel="mean confidence in bin", ylabel="share right (IoU ≥ 0.5)", xlim=(0, 1), ylim=(0, 1), title=title)
     axes.legend(loc="upper left", fontsize=7)
-    axes.grid(alpha=0.3)
-    figure.tight_layout()
-    path = Path(path)
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)

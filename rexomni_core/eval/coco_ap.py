@@ -15,6 +15,7 @@ from rexomni_core.coco import xyxy_to_bboxes
 from rexomni_core.eval.inputs import Detections, GroundTruth
 
 from ..errors import InputError
+from .plots import save_figure
 
 STAT_NAMES = (
     "AP", "AP50", "AP75", "AP_small", "AP_medium", "AP_large", "AR1", "AR10", "AR100", "AR_small", "AR_medium", "AR_large"
@@ -101,9 +102,4 @@ def save_pr_curve(report: APReport, path: str | Path) -> Path:
     axes.set(xlabel="recall", ylabel="precision (interpolated)", xlim=(0, 1), ylim=(0, 1.02),
              title=f"AP {report.stats['AP']:.3f}, AP50 {report.stats['AP50']:.3f}")
     axes.legend(loc="lower left")
-    axes.grid(alpha=0.3)
-    figure.tight_layout()
-    path = Path(path)
-    figure.savefig(path)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path)
