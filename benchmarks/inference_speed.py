@@ -1,19 +1,23 @@
 """How fast does `predict` answer, against plain `model.generate` + parse on the same inputs?
 
-Three ways to answer the same prompts, one model, one process, in turn:
+Four ways to answer the same prompts, one model, one process, in turn:
 
-- predict: `RexOmni.predict` / `predict_batch` as shipped: grammar-constrained, every region
-  scored (the confidence recorder), coordinate-mass decoding where the checkpoint asks for it;
+- predict: `RexOmni.predict` / `predict_batch` as shipped: the lean greedy loop
+  (`model/fast_decode.py`), grammar-constrained, every region scored (the confidence recorder),
+  coordinate-mass decoding where the checkpoint asks for it;
 - predict, free: the same with `constrained=False` (the released wrapper's decoding, still scored);
+- predict via generate: `predict(fast_decode=False)`, the same answers token for token through
+  transformers' `generate` (what `predict` ran before the lean loop);
 - generate + parse: `model.generate` on the inputs `RexOmni.encode(images, [chat_text(prompt)])`
-  builds, with the released demo's settings and no logits processor, then `grammar.parse`;
-- generate + mass + parse: the same with coordinate-mass decoding where the checkpoint asks for
-  it, which is what `predict` ran before it scored and constrained its answers.
+  builds, with the released demo's settings and no logits processor, then `grammar.parse`.
 
 Measured on held-out 5-object shapes scenes (phrases: the categories present): latency p50/p95 at
-batch 1, images/s at batch 8, ms per generated token (wall time over generated tokens, so the
-prefill and image encoding are included), tokens per box, and marginal tokens per box (the slope
-of answer length over box count, the paper's "5 tokens per box").
+batch 1, images/s at batch 8, ms per generated token (time over generated tokens, so the prefill
+and image encoding are included) in wall time and in this process's CPU time (on a machine shared
+with other work the wall clock counts their time too; CPU time is what an idle machine's wall
+clock would read, up to cache and memory contention), the speed-up per token over
+"generate + parse" (CPU), tokens per box, and marginal tokens per box (the slope of answer length
+over box count, the paper's "5 tokens per box").
 
     python benchmarks/inference_speed.py                 # the shipped nano, 16 scenes (a few minutes)
     python benchmarks/inference_speed.py --images 4      # a quick smoke run
@@ -39,7 +43,7 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from rexomni_core.data.worlds import generate as generate_scene  # noqa: E402
 from rexomni_core.grammar import IM_END, parse  # noqa: E402
-from rexomni_core.model import CoordinateMassProcessor, RexOmni, generation_settings  # noqa: E402
+from rexomni_core.model import RexOmni, generation_settings  # noqa: E402
 from rexomni_core.nano.heldout import HELDOUT_SEED  # noqa: E402
 from rexomni_core.regions import Prediction  # noqa: E402
 from rexomni_core.tasks import MAX_PIXELS, build_prompt  # noqa: E402
@@ -86,20 +90,12 @@ def by_predict(**options) -> Answer:
     return answer
 
 
-def by_generate(coordinate_mass: bool) -> Answer:
-    def answer(model: RexOmni, scenes: list[Scene]) -> list[Prediction]:
-        return generate_and_parse(model, scenes, coordinate_mass and model.coordinate_mass_decoding)
-    return answer
-
-
-def generate_and_parse(model: RexOmni, scenes: list[Scene], coordinate_mass: bool) -> list[Prediction]:
+def generate_and_parse(model: RexOmni, scenes: list[Scene]) -> list[Prediction]:
     """`generate` on `encode` + `chat_text` with the released settings, then `parse`."""
     prompts = [build_prompt("detection", s.categories) for s in scenes]
     inputs = model.encode([s.image for s in scenes], [model.chat_text(p) for p in prompts]).to(model.device)
     eos = model.tokenizer.convert_tokens_to_ids(IM_END)
     settings = generation_settings(model.model.generation_config.max_new_tokens, {})
-    if coordinate_mass:
-        settings["logits_processor"] = [CoordinateMassProcessor(model.coordinate_ids, *model.box_ids)]
     with torch.inference_mode():
         output = model.model.generate(**inputs, eos_token_id=eos, pad_token_id=model.tokenizer.pad_token_id, **settings)
     predictions = []
@@ -114,9 +110,10 @@ def generate_and_parse(model: RexOmni, scenes: list[Scene], coordinate_mass: boo
 ARMS: dict[str, Answer] = {
     "predict": by_predict(),
     "predict, free": by_predict(constrained=False),
-    "generate + parse": by_generate(coordinate_mass=False),
-    "generate + mass + parse": by_generate(coordinate_mass=True),
+    "predict via generate": by_predict(fast_decode=False),
+    "generate + parse": generate_and_parse,
 }
+BASELINE = "generate + parse"  # the per-token speed-up is against it
 
 
 @dataclass(frozen=True)
@@ -124,9 +121,12 @@ class Row:
     arm: str
     p50: float
     p95: float
+    p50_cpu: float
     ms_per_token: float
+    ms_per_token_cpu: float
     images_per_second: float
     ms_per_token_batch: float
+    ms_per_token_batch_cpu: float
     tokens_per_answer: float
     boxes_per_answer: float
     marginal_tokens_per_box: float
@@ -139,42 +139,50 @@ def measure(model: RexOmni, arms: dict[str, Answer], scenes: list[Scene]) -> lis
     names = list(arms)
     for name in names:
         arms[name](model, scenes[:1])  # warm-up
-    single: dict[str, list[tuple[float, int, int, bool]]] = {name: [] for name in names}
+    single: dict[str, list[tuple[float, float, int, int, bool]]] = {name: [] for name in names}
     for i, scene in enumerate(scenes):
         for name in names[i % len(names):] + names[: i % len(names)]:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             (prediction,) = arms[name](model, [scene])
-            seconds = time.perf_counter() - start
-            single[name].append((seconds, prediction.num_output_tokens, len(prediction.regions), prediction.well_formed))
-    batched = {name: [0.0, 0] for name in names}
+            seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu
+            single[name].append((seconds, cpu_seconds, prediction.num_output_tokens, len(prediction.regions),
+                                 prediction.well_formed))
+    batched = {name: [0.0, 0.0, 0] for name in names}
     for j, first in enumerate(range(0, len(scenes), BATCH)):
         for name in names[j % len(names):] + names[: j % len(names)]:
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             predictions = arms[name](model, scenes[first:first + BATCH])
             batched[name][0] += time.perf_counter() - start
-            batched[name][1] += sum(p.num_output_tokens for p in predictions)
+            batched[name][1] += time.process_time() - cpu
+            batched[name][2] += sum(p.num_output_tokens for p in predictions)
     rows = []
     for name in names:
-        latencies, tokens, boxes, well_formed = (list(column) for column in zip(*single[name]))
-        batch_seconds, batch_tokens = batched[name]
+        latencies, cpu_latencies, tokens, boxes, well_formed = (list(column) for column in zip(*single[name]))
+        batch_seconds, batch_cpu, batch_tokens = batched[name]
         slope = float(np.polyfit(boxes, tokens, 1)[0]) if len(set(boxes)) > 1 else float("nan")
         rows.append(Row(
-            name, statistics.median(latencies), float(np.percentile(latencies, 95)),
-            1000 * sum(latencies) / sum(tokens), len(scenes) / batch_seconds, 1000 * batch_seconds / batch_tokens,
+            name, statistics.median(latencies), float(np.percentile(latencies, 95)), statistics.median(cpu_latencies),
+            1000 * sum(latencies) / sum(tokens), 1000 * sum(cpu_latencies) / sum(tokens),
+            len(scenes) / batch_seconds, 1000 * batch_seconds / batch_tokens, 1000 * batch_cpu / batch_tokens,
             float(np.mean(tokens)), float(np.mean(boxes)), slope, float(np.mean(well_formed)),
         ))
     return rows
 
 
 def table(title: str, rows: list[Row]) -> str:
-    header = ("| arm | p50 s (b1) | p95 s (b1) | ms/token (b1) | images/s (b8) | ms/token (b8) | tokens/answer "
-              "| boxes/answer | tokens/box | marginal tokens/box | well-formed |")
-    lines = [f"**{title}**", "", header, "|" + "---|" * 11]
+    header = ("| arm | p50 s (b1) | p95 s (b1) | p50 CPU s (b1) | ms/token (b1) | CPU ms/token (b1) | images/s (b8) "
+              "| ms/token (b8) | CPU ms/token (b8) | × baseline per token, CPU (b1 / b8) | tokens/answer | boxes/answer "
+              "| tokens/box | marginal tokens/box | well-formed |")
+    lines = [f"**{title}**", "", header, "|" + "---|" * 15]
+    baseline = next((r for r in rows if r.arm == BASELINE), None)
     for r in rows:
         per_box = r.tokens_per_answer / r.boxes_per_answer if r.boxes_per_answer else float("nan")
-        lines.append(f"| {r.arm} | {r.p50:.3f} | {r.p95:.3f} | {r.ms_per_token:.2f} | {r.images_per_second:.2f} | "
-                     f"{r.ms_per_token_batch:.2f} | {r.tokens_per_answer:.1f} | {r.boxes_per_answer:.1f} | {per_box:.1f} | "
-                     f"{r.marginal_tokens_per_box:.1f} | {r.well_formed:.0%} |")
+        speedup = (f"{baseline.ms_per_token_cpu / r.ms_per_token_cpu:.2f} / "
+                   f"{baseline.ms_per_token_batch_cpu / r.ms_per_token_batch_cpu:.2f}") if baseline else "-"
+        lines.append(f"| {r.arm} | {r.p50:.3f} | {r.p95:.3f} | {r.p50_cpu:.3f} | {r.ms_per_token:.2f} | "
+                     f"{r.ms_per_token_cpu:.2f} | {r.images_per_second:.2f} | {r.ms_per_token_batch:.2f} | "
+                     f"{r.ms_per_token_batch_cpu:.2f} | {speedup} | {r.tokens_per_answer:.1f} | {r.boxes_per_answer:.1f} | "
+                     f"{per_box:.1f} | {r.marginal_tokens_per_box:.1f} | {r.well_formed:.0%} |")
     return "\n".join(lines)
 
 

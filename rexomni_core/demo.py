@@ -59,10 +59,14 @@ class LoadedModel:
 
 
 def image_input(label: str = "Image") -> gr.Image:
-    """An image upload whose samples are kept as they are (`image_mode=None`): `images.load_image`
-    scales 16-bit images instead of clipping them white, as Gradio's RGB conversion would. A file
-    PIL cannot read is refused by Gradio itself, with PIL's reason shown (`show_error`)."""
-    return gr.Image(label=label, type="pil", image_mode=None)
+    """An image upload. The tabs take the uploaded file itself (`preprocess=False`, see
+    `_task_tab`) and read it with `images.load_image`, as the Python API and the CLI do."""
+    return gr.Image(label=label, type="filepath")
+
+
+# The choices of the tabs' radio buttons, checked by the handlers (they take raw values).
+OCR_SHAPES = ("box", "polygon")
+GUI_ANSWERS = ("box", "point")
 
 
 def about_markdown(loaded: LoadedModel) -> str:
@@ -118,8 +122,9 @@ def run_prediction(
     field: str = "Categories",
     **inputs,
 ) -> tuple:
-    """Run one task and return every output a tab shows. A problem with the input comes back
-    as one message naming the tab's `field` (or the image), never a bare "Error"."""
+    """Run one task and return every output a tab shows. `image` is the uploaded file (Gradio's
+    file payload, or a path). A problem with the input comes back as one message naming the
+    image or the tab's `field`, never a bare "Error"."""
     if loaded.model is None:
         raise gr.Error(f"The model {loaded.name} could not be loaded: {loaded.error}")
     if image is None:
@@ -129,22 +134,24 @@ def run_prediction(
         inputs["visual_prompt_boxes"] = [[v * scale for v in box] for box in inputs["visual_prompt_boxes"]]
     try:
         prediction = predict(image, task=task, **inputs)
-    except InputError as error:
-        subject = "Image" if "image" in str(error).split(";")[0].lower() else field
-        raise gr.Error(f"{subject}: {error}") from None
+    except InputError as error:  # the image was checked above: what is left is the tab's field
+        raise gr.Error(f"{field}: {error}") from None
     except Exception as error:  # noqa: BLE001  anything else is ours: say so, with its cause
         raise gr.Error(f"The model failed on this input ({type(error).__name__}: {error}).") from None
     return _outputs(image, prediction, inputs.get("categories"), note)
 
 
-def _working_image(image):
-    """The upload as the model and the result panel use it (8-bit RGB, EXIF applied), the scale
-    applied to it, and a note: an image larger than MAX_APP_SIDE is shown and answered
-    downscaled (the model reads it far smaller anyway), so its pixels stay in bounds."""
+def _working_image(upload):
+    """The upload as the model and the result panel use it (8-bit RGB, EXIF applied, an animation's
+    first frame), the scale applied to it, and a note: an image larger than MAX_APP_SIDE is shown
+    and answered downscaled (the model reads it far smaller anyway), so its pixels stay in bounds.
+    A file that is no usable image is refused as `images.load_image` refuses it, by the name the
+    user gave it."""
+    path, name = _uploaded_file(upload)
     try:
-        image = load_image(image)
+        image = load_image(path)
     except InputError as error:
-        raise gr.Error(f"Image: {error}") from None
+        raise gr.Error(f"Image: {str(error).replace(path, name)}") from None
     if max(image.size) <= MAX_APP_SIDE:
         return image, 1.0, ""
     original = image.size
@@ -152,6 +159,37 @@ def _working_image(image):
     image.thumbnail((MAX_APP_SIDE, MAX_APP_SIDE))
     note = f"downscaled from {original[0]}×{original[1]} to {image.width}×{image.height}"
     return image, image.width / original[0], note
+
+
+def _uploaded_file(upload) -> tuple[str, str]:
+    """(path, the name the user knows it by) of an uploaded file: Gradio's payload (a dict with
+    the stored `path` and the `orig_name`) or, from Python, a path."""
+    if isinstance(upload, dict):
+        path = upload.get("path")
+        if not isinstance(path, str):
+            raise gr.Error("Image: the upload arrived without its file; upload it again.")
+        return path, upload.get("orig_name") or Path(path).name
+    return str(upload), Path(upload).name
+
+
+def reference_boxes(annotation: dict) -> list[list[float]]:
+    """The annotator's boxes in image pixels: the browser sends them in its canvas's scale
+    (`scaleFactor`); an API caller sends pixels. A box that is not four numbers is refused here;
+    `tasks.visual_prompt_text` checks the numbers (finite, with area, inside the image)."""
+    boxes = []
+    for i, box in enumerate(annotation.get("boxes") or []):
+        try:
+            scale = float(box.get("scaleFactor", 1))
+            boxes.append([float(box[key]) / scale for key in ("xmin", "ymin", "xmax", "ymax")])
+        except (AttributeError, KeyError, TypeError, ValueError, ZeroDivisionError):
+            raise gr.Error(f"Reference boxes: box {i + 1} must be numbers xmin, ymin, xmax, ymax; got {box!r}") from None
+    return boxes
+
+
+def _choice(value, choices: tuple[str, ...], field: str) -> str:
+    if value not in choices:
+        raise gr.Error(f"{field}: {value!r} is not one of {', '.join(repr(c) for c in choices)}.")
+    return value
 
 
 def _outputs(image, prediction: Prediction, asked: list[str] | None, note: str = "") -> tuple:
@@ -265,20 +303,26 @@ def _result_panel():
     return [annotated, summary, table, files, parsed, raw, prompt, state, threshold]
 
 
-def _examples(tab: str) -> list[list]:
-    """Example rows of a tab from assets/examples/examples.json; file names become paths."""
+def example_rows(tab: str) -> list[list]:
+    """Example rows of a tab from assets/examples/examples.json (made by scripts/make_examples.py),
+    file names made paths."""
     manifest = EXAMPLES_DIR / "examples.json"
     if not manifest.exists():
         return []
+    return [resolve_example(row) for row in json.loads(manifest.read_text()).get(tab, [])]
+
+
+def resolve_example(row: list, folder: Path = EXAMPLES_DIR) -> list:
+    """A manifest row with its image file names (alone, or in an annotator's value) made paths in `folder`."""
 
     def resolve(value):
         if isinstance(value, dict) and "image" in value:
-            return {**value, "image": str(EXAMPLES_DIR / value["image"])}
+            return {**value, "image": str(folder / value["image"])}
         if isinstance(value, str) and value.endswith(".png"):
-            return str(EXAMPLES_DIR / value)
+            return str(folder / value)
         return value
 
-    return [[resolve(value) for value in row] for row in json.loads(manifest.read_text()).get(tab, [])]
+    return [resolve(value) for value in row]
 
 
 def build_demo(
@@ -296,7 +340,7 @@ def build_demo(
         return run_prediction(loaded, predict, image, task, **inputs)
 
     def phrases(text: str | None, field: str, example: str) -> list[str]:
-        found = split_categories(text or "")
+        found = split_categories(text) if isinstance(text, str) else []
         if not found:
             raise gr.Error(f"{field}: type what to look for, e.g. '{example}'.")
         return found
@@ -311,26 +355,27 @@ def build_demo(
 
     def visual_prompt(annotation, progress=gr.Progress()):
         progress(0, desc="Finding similar objects")
-        annotation = annotation or {}
-        boxes = [[b["xmin"], b["ymin"], b["xmax"], b["ymax"]] for b in annotation.get("boxes") or []]
+        annotation = annotation if isinstance(annotation, dict) else {}
+        boxes = reference_boxes(annotation)
         if annotation.get("image") is not None and not boxes:
             raise gr.Error("Reference boxes: draw at least one box around an example object on the image.")
         return run(annotation.get("image"), "visual_prompting", field="Reference boxes", visual_prompt_boxes=boxes)
 
     def ocr(image, granularity, shape, progress=gr.Progress()):
         progress(0, desc="Reading text")
-        task = "ocr_polygon" if shape == "polygon" else "ocr_box"
-        return run(image, task, field="Read", categories=[granularity])
+        task = "ocr_polygon" if _choice(shape, OCR_SHAPES, "As") == "polygon" else "ocr_box"
+        return run(image, task, field="Read", categories=[_choice(granularity, OCR_GRANULARITIES, "Read")])
 
     def gui_ground(image, element, mode, progress=gr.Progress()):
         progress(0, desc="Grounding")
-        task = "gui_pointing" if mode == "point" else "gui_grounding"
+        task = "gui_pointing" if _choice(mode, GUI_ANSWERS, "Answer with") == "point" else "gui_grounding"
         element = phrases(element, "Element", "Save button")
         return run(image, task, field="Element", categories=[", ".join(element)])
 
     def keypoints(image, category, keypoint_type, progress=gr.Progress()):
         progress(0, desc="Finding keypoints")
         category = phrases(category, "Category", "person")
+        keypoint_type = _choice(keypoint_type, tuple(KEYPOINT_SCHEMAS), "Keypoint schema")
         return run(image, "keypoint", field="Category", categories=category, keypoint_type=keypoint_type)
 
     with gr.Blocks(title="Rex-Omni demo", delete_cache=(3600, 3600)) as demo:
@@ -354,17 +399,18 @@ def build_demo(
                        info="One point per object found, for each phrase."),
         ])
         _task_tab("Visual prompting", visual_prompt, cache, lambda: [
-            image_annotator(label="Draw reference boxes", image_type="pil", label_list=["object"], use_default_label=True),
+            image_annotator(label="Draw reference boxes", image_type="filepath", label_list=["object"],
+                            use_default_label=True),
         ])
         _task_tab("OCR", ocr, cache, lambda: [
             image_input(),
             gr.Radio(list(OCR_GRANULARITIES), value="word", label="Read"),
-            gr.Radio(["box", "polygon"], value="box", label="As"),
+            gr.Radio(list(OCR_SHAPES), value="box", label="As"),
         ])
         _task_tab("GUI grounding", gui_ground, cache, lambda: [
             image_input("Screenshot"),
             gr.Textbox(label="Element", value="Save button", info="The label and kind of one element, e.g. 'Save button'."),
-            gr.Radio(["box", "point"], value="box", label="Answer with"),
+            gr.Radio(list(GUI_ANSWERS), value="box", label="Answer with"),
         ])
         _task_tab("Keypoints", keypoints, cache, lambda: [
             image_input(),
@@ -375,18 +421,38 @@ def build_demo(
 
 
 def _task_tab(title: str, handler: Callable, cache: bool, make_inputs: Callable[[], list]) -> None:
-    """One tab: the task's inputs and Run on the left, the result panel on the right."""
+    """One tab: the task's inputs and Run on the left, the result panel on the right.
+
+    The handler takes the inputs as they arrive (`preprocess=False`: the uploaded file, the text,
+    the chosen value), so every check is the app's own and its message names the field; Gradio's
+    preprocessing would refuse an unreadable file, a NaN box or an unknown choice with a message
+    about its component instead (uploads are still kept to Gradio's upload folder)."""
     with gr.Tab(title):
         with gr.Row():
             with gr.Column():
                 inputs = make_inputs()
                 button = gr.Button("Run", variant="primary")
             outputs = _result_panel()
-        button.click(handler, inputs, outputs, api_name=TAB_ENDPOINTS[title])
-        rows = _examples(title)
+        button.click(handler, inputs, outputs, api_name=TAB_ENDPOINTS[title], preprocess=False)
+        rows = example_rows(title)
         if rows:
-            gr.Examples(rows, inputs, outputs=outputs, fn=handler, cache_examples=cache,
-                        label="Examples from the nano world")
+            _gallery(rows, inputs, outputs, handler, cache)
+
+
+def _gallery(rows: list[list], inputs: list, outputs: list, handler: Callable, cache: bool) -> None:
+    """A tab's examples. A row one value longer than the inputs ends with a thumbnail, which the
+    gallery shows in place of the inputs: the annotator's own gallery cell shows the image without
+    its reference boxes. Clicking loads every column (the thumbnail into a hidden image)."""
+    columns, shown, answer = inputs, None, handler
+    if len(rows[0]) > len(inputs):
+        columns = [*inputs, gr.Image(label="Reference boxes", type="filepath", visible=False)]
+        shown = [len(inputs)]
+
+        def answer(*values):  # the thumbnail is for the eye only
+            return handler(*values[:-1])
+
+    gr.Examples(rows, columns, outputs=outputs, fn=answer, cache_examples=cache, visible_columns=shown,
+                preprocess=False, label="Examples from the nano world")
 
 
 # One model answers one request at a time (a CPU, or one GPU); up to 64 more wait in line and see

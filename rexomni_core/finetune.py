@@ -7,8 +7,9 @@ One function, `finetune(data, out, ...)`, which the command calls. It sits above
    image or without area, boxes in the other convention, unused categories; an empty split; the
    categories against the model's tokenizer), and hold out a seeded validation share;
 2. write the validation split as a COCO folder (`DIR/val/`) and evaluate the starting model on it;
-3. train (`train/finetune.py` → `train_sft`), measuring validation F1 on a few images at a few
-   steps along the way, and bounded by steps or by minutes of training;
+3. train (`train/finetune.py` → `train_sft`) as `training_plan` decides from the model's size and
+   the machine (bf16, gradient checkpointing, LoRA or QLoRA or every weight), measuring validation
+   F1 on a few images at a few steps along the way, and bounded by steps or by minutes of training;
 4. evaluate `DIR/final` (a plain checkpoint, LoRA merged) the same way, and write
    `DIR/report.md`, `DIR/metrics.json` and `DIR/plots/`.
 
@@ -29,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from transformers import TrainerCallback
 
 from .data.checks import check_dataset
@@ -37,7 +37,7 @@ from .data.formats import Record, write_coco
 from .data.formats.atomic import staged_files
 from .errors import InputError, SkipReport
 from .eval.coco_ap import coco_ap
-from .eval.f1 import category_counts, match_detections, points_from_curves, score_order
+from .eval.f1 import per_category_f1
 from .eval.inputs import load_detections, load_ground_truth
 from .eval.run import evaluate_model
 from .model import RexOmni
@@ -45,15 +45,19 @@ from .tasks import TASKS
 from .train.common import latest_checkpoint
 from .train.finetune import (
     DataSource,
+    DeviceFacts,
     TrainingClock,
+    TrainingPlan,
     check_vocabulary,
     finetune_config,
     nano_rehearsal_stream,
     poses,
+    require_4bit,
     resolve_source,
     split_records,
     steps_for_minutes,
     trainable_tasks,
+    training_plan,
 )
 from .train.finetune_report import curve_points, write_report
 from .train.sft import train_sft
@@ -77,6 +81,8 @@ class FinetuneOptions:
     val_images: str | None = None
     model: str | None = None  # a checkpoint folder or hub id; None: the shipped nano
     lora: bool = False  # LoRA on the language model (merged into final/); False: every weight
+    qlora: bool = False  # LoRA over the model held in 4 bits (bitsandbytes, CUDA GPU); implies lora
+    gradient_checkpointing: bool | None = None  # None: on for a large model (training_plan)
     steps: int | None = None  # None with minutes None: DEFAULT_STEPS
     minutes: float | None = None  # train for this long (the schedule is fitted to it)
     tasks: list[str] | None = None  # None: every task the annotations allow
@@ -93,6 +99,9 @@ class FinetuneOptions:
     samples: int = 6  # validation images drawn before and after in the report
 
     DEFAULT_STEPS = 1000
+
+    def __post_init__(self) -> None:
+        self.lora = self.lora or self.qlora
 
     def check(self) -> None:
         if self.steps is not None and self.minutes is not None:
@@ -140,12 +149,20 @@ def finetune(data: str | Path, out: str | Path, **options: Any) -> FinetuneResul
     are `FinetuneOptions` fields. Returns where the model, the report and the metrics are."""
     settings = FinetuneOptions(**options)
     settings.check()
+    device = DeviceFacts.detect()
+    if settings.qlora:
+        require_4bit(device)  # before minutes go into loading a model
     out = Path(out)
     _check_out(out, settings)
     data = read_data(data, settings)
     tasks = trainable_tasks(data.train, settings.tasks, data.source.path)
     start = RexOmni.from_pretrained(settings.model)
     check_vocabulary(data.categories, start.tokenizer, data.source.path)
+    training = training_plan(
+        sum(weights.numel() for weights in start.model.parameters()), device, lora=settings.lora, qlora=settings.qlora,
+        gradient_checkpointing=settings.gradient_checkpointing, batch_size=settings.batch_size,
+        learning_rate=settings.learning_rate,
+    )
     plan = _start_or_resume(out, settings, Plan(
         data=data.source.path, fmt=data.source.fmt, data_sha256=data.sha256, categories=data.categories, tasks=tasks,
         train={task: [index for index, record in data.train if poses(record, task)] for task in tasks},
@@ -154,10 +171,10 @@ def finetune(data: str | Path, out: str | Path, **options: Any) -> FinetuneResul
     val_dir, curve_dir = _write_validation(out, data.val, settings.curve_images)
     before = evaluate_tasks(start, tasks, val_dir, out / "eval" / "before", "start")
     del start
-    final = _train(out, data.source, settings, plan, curve_dir)
+    final = _train(out, data.source, settings, plan, training, curve_dir)
     after_model = RexOmni.from_pretrained(final)
     after = evaluate_tasks(after_model, tasks, val_dir, out / "eval" / "after", _sha256(final / "model.safetensors"))
-    return _report(out, settings, plan, val_dir, before, after)
+    return _report(out, settings, plan, training, val_dir, before, after)
 
 
 @dataclass
@@ -205,9 +222,9 @@ def read_data(data: str | Path, settings: FinetuneOptions) -> UserData:
 
 
 def _identity(settings: FinetuneOptions) -> dict[str, Any]:
-    """The options that make a run what it is (how it is shown does not)."""
-    shown = {"curve_points", "curve_images", "samples", "keep_adapter", "lenient"}
-    return {key: value for key, value in dataclasses.asdict(settings).items() if key not in shown}
+    """The options that make a run what it is (how it is shown, and how memory is spent, do not)."""
+    incidental = {"curve_points", "curve_images", "samples", "keep_adapter", "lenient", "gradient_checkpointing"}
+    return {key: value for key, value in dataclasses.asdict(settings).items() if key not in incidental}
 
 
 def _check_out(out: Path, settings: FinetuneOptions) -> None:
@@ -295,21 +312,11 @@ def evaluate_tasks(model, tasks: Sequence[str], val_dir: Path, out_dir: Path, fi
 
 
 def box_details(gt_file: Path, predictions_file: Path) -> dict[str, Any]:
-    """F1@0.5 and F1@mIoU per category (sound protocol), and COCO AP once predictions carry
-    scores (`AP` is None, with a note in the report, while the model writes none)."""
+    """Counts, P/R/F1@0.5 and F1@mIoU per category (`eval.f1.per_category_f1`), and COCO AP once
+    predictions carry scores (`AP` is None, with a note in the report, while the model writes none)."""
     gt = load_ground_truth(gt_file)
     dets = load_detections(predictions_file, gt, lenient=True)
-    counts = category_counts(match_detections(gt, dets, score_order(dets)), dets.category_index, gt,
-                             gt.num_categories, gt.category_index)
-    per_category = {}
-    for k, name in enumerate(gt.category_names):
-        tp, fp, objects = counts.tp[:, k], counts.fp[:, k], counts.gt[k]
-        if objects == 0 and not fp.any():
-            continue
-        precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=tp + fp > 0)
-        recall = tp / objects if objects else np.zeros_like(tp)
-        points = points_from_curves(precision, recall)
-        per_category[name] = {"objects": int(objects), "f1@0.5": points["0.5"].f1, "f1@miou": points["miou"].f1}
+    per_category = {name: scores.to_dict() for name, scores in per_category_f1(gt, dets, 0.5).items()}
     details: dict[str, Any] = {"per_category": per_category}
     if dets.scores is not None and len(dets):
         stats = coco_ap(gt, dets).stats
@@ -322,7 +329,8 @@ def box_details(gt_file: Path, predictions_file: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------- training
 
 
-def _train(out: Path, source: DataSource, settings: FinetuneOptions, plan: Plan, curve_dir: Path) -> Path:
+def _train(out: Path, source: DataSource, settings: FinetuneOptions, plan: Plan, training: TrainingPlan,
+           curve_dir: Path) -> Path:
     """Train (or resume, or find done) into DIR; returns `DIR/final`."""
     final = out / "final"
     if (final / "log_history.json").is_file():  # written last: training is done
@@ -333,9 +341,8 @@ def _train(out: Path, source: DataSource, settings: FinetuneOptions, plan: Plan,
         data.update(rehearsal=settings.rehearsal, rehearsal_stream=nano_rehearsal_stream())
 
     def config(max_steps: int):
-        return finetune_config(out, settings.model, data, lora=settings.lora, max_steps=max_steps,
-                               learning_rate=settings.learning_rate, batch_size=settings.batch_size,
-                               lora_rank=settings.lora_rank, seed=settings.seed)
+        return finetune_config(out, settings.model, data, training, max_steps=max_steps, lora_rank=settings.lora_rank,
+                               seed=settings.seed)
 
     if plan.max_steps is None:
         plan.max_steps = settings.steps or FinetuneOptions.DEFAULT_STEPS
@@ -387,7 +394,8 @@ class ValidationCurve(TrainerCallback):
 # --------------------------------------------------------------------------- report
 
 
-def _report(out: Path, settings: FinetuneOptions, plan: Plan, val_dir: Path, before: dict, after: dict) -> FinetuneResult:
+def _report(out: Path, settings: FinetuneOptions, plan: Plan, training: TrainingPlan, val_dir: Path, before: dict,
+            after: dict) -> FinetuneResult:
     final = out / "final"
     log_history = json.loads((final / "log_history.json").read_text())
     trained_steps = max((entry.get("step", 0) for entry in log_history), default=0)
@@ -397,6 +405,7 @@ def _report(out: Path, settings: FinetuneOptions, plan: Plan, val_dir: Path, bef
                  {"step": trained_steps, **_headline(after["detection"])}]
     metrics = {
         "model": settings.model or "shipped nano", "final": str(final), "lora": settings.lora,
+        "training": training.describe(),
         "rehearsal": settings.rehearsal, "data": plan.data, "format": plan.fmt, "tasks": plan.tasks,
         "categories": plan.categories, "train_records": len({i for indices in plan.train.values() for i in indices}),
         "val_records": plan.val_records, "steps": trained_steps, "max_steps": plan.max_steps,

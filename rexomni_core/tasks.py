@@ -31,6 +31,8 @@ MIN_PIXELS = 16 * 28 * 28
 MAX_PIXELS = 2560 * 28 * 28
 
 RELEASED_GUI_GROUNDING_TEMPLATE = 'Detect element "{categories}"" in the image.'
+# The name of the reference boxes in a visual prompt's JSON, which the answer names its group after.
+VISUAL_PROMPT_PHRASE = "object_1"
 
 # Bounds on what a user may ask in one prompt: a phrase is a name or a short description (a
 # 10 000-character "category" once held the app's only worker for most of a minute), and a COCO-
@@ -285,7 +287,7 @@ def visual_prompt_text(boxes: Sequence[Sequence[float]], width: float, height: f
                 f"visual_prompt_boxes[{i}] = {list(box)} lies outside the {width}x{height} image"
             )
         tokens.append(tokens_text(quantize_xy(box, width, height)))
-    return json.dumps({"object_1": tokens})
+    return json.dumps({VISUAL_PROMPT_PHRASE: tokens})
 
 
 def build_prompt(

@@ -349,3 +349,73 @@ def test_equal_iou_tie_goes_to_the_later_gt_like_pycocotools(tmp_path):
     ]
     report = sound_f1(gt, detections_from_records(records, gt))
     assert [v.precision for v in report.per_threshold[:4]] == [1.0, 1.0, 1.0, 0.5]
+
+
+# ---------------------------------------------------------------------------------------------
+# Per category
+
+
+def per_category_case(tmp_path):
+    """Two 100 x 100 images; c1 in both, c2 in image 1, c3 (never predicted) in image 2."""
+    gt = load_gt_dict(tmp_path, coco_gt([(1, 100, 100), (2, 100, 100)], [
+        (1, 1, (0, 0, 10, 10), 0), (1, 2, (50, 50, 10, 10), 0), (2, 1, (20, 20, 10, 10), 0), (2, 3, (70, 70, 10, 10), 0),
+    ]))
+    records = [
+        {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]},  # c1 TP (IoU 1)
+        {"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]},  # FP: the duplicate
+        {"image_id": 1, "category_id": 1, "bbox": [20, 20, 10, 10]},  # FP: image 2's box, in image 1
+        {"image_id": 2, "category_id": 1, "bbox": [22.5, 20, 10, 10]},  # IoU 75/125 = 0.6: TP at 0.5 only
+        {"image_id": 1, "category_id": 2, "bbox": [0, 0, 10, 10]},  # FP: on c1's box
+        {"image_id": 1, "category_id": 2, "bbox": [50, 50, 10, 12]},  # c2 TP up to IoU 100/120 = 0.833
+        {"image_id": 2, "category_id": 2, "bbox": [20, 20, 10, 10]},  # FP: image 2 holds no c2
+    ]
+    return gt, detections_from_records(records, gt)
+
+
+def test_per_category_f1_matches_within_image_and_category(tmp_path):
+    from rexomni_core.eval.f1 import per_category_f1
+
+    gt, dets = per_category_case(tmp_path)
+    at_50 = per_category_f1(gt, dets, 0.5)
+    assert set(at_50) == {"c1", "c2", "c3"}
+    c1, c2, c3 = at_50["c1"], at_50["c2"], at_50["c3"]
+    assert (c1.objects, c1.true_positives, c1.false_positives) == (2, 2, 2)
+    assert (c1.at_threshold.precision, c1.at_threshold.recall, c1.at_threshold.f1) == pytest.approx((0.5, 1.0, 2 / 3))
+    assert (c2.objects, c2.true_positives, c2.false_positives) == (1, 1, 2)
+    assert c2.at_threshold.f1 == pytest.approx(0.5)
+    assert (c3.objects, c3.true_positives, c3.false_positives, c3.at_threshold.f1) == (1, 0, 0, 0.0)
+    # c2's TP holds at the 7 thresholds 0.50 ... 0.80: mean P = 7/30, mean R = 7/10, F1 = 0.35.
+    assert c2.at_miou.f1 == pytest.approx(0.35)
+    at_75 = per_category_f1(gt, dets, 0.75)
+    assert (at_75["c1"].true_positives, at_75["c1"].false_positives) == (1, 3)
+    assert at_75["c1"].at_threshold.f1 == pytest.approx(1 / 3)  # P 1/4, R 1/2
+    assert at_75["c2"].to_dict() == {"objects": 1, "true_positives": 1, "false_positives": 2,
+                                     "precision@0.75": pytest.approx(1 / 3), "recall@0.75": 1.0,
+                                     "f1@0.75": pytest.approx(0.5), "f1@miou": pytest.approx(0.35)}
+
+
+def test_per_category_f1_agrees_with_the_macro_headline_and_refuses_a_bad_threshold(tmp_path):
+    from rexomni_core.errors import InputError
+    from rexomni_core.eval.f1 import per_category_f1
+
+    gt, dets = per_category_case(tmp_path)
+    scores = per_category_f1(gt, dets)
+    headline = sound_f1(gt, dets)
+    assert np.mean([s.at_threshold.recall for s in scores.values()]) == pytest.approx(headline.at_50.recall)
+    with pytest.raises(InputError, match="IoU threshold must be in"):
+        per_category_f1(gt, dets, 1.5)
+
+
+def test_eval_f1_command_prints_and_writes_per_category_scores(tmp_path, capsys):
+    from rexomni_core.cli import main
+
+    gt, _ = per_category_case(tmp_path)  # writes tmp_path/gt.json
+    records = [{"image_id": 1, "category_id": 1, "bbox": [0, 0, 10, 10]}, {"image_id": 2, "category_id": 2, "bbox": [0, 0, 5, 5]}]
+    (tmp_path / "pred.json").write_text(json.dumps(records))
+    argv = ["eval", "f1", "--gt", str(tmp_path / "gt.json"), "--pred", str(tmp_path / "pred.json"), "--per-category"]
+    assert main([*argv, "--json"]) == 0
+    per_category = json.loads(capsys.readouterr().out)["per_category"]
+    assert per_category["c1"]["recall@0.5"] == 0.5 and per_category["c2"]["false_positives"] == 1
+    assert main(argv) == 0
+    rows = {line.split()[0]: line.split()[1:] for line in capsys.readouterr().out.splitlines() if line.startswith("c")}
+    assert rows["c1"][:3] == ["2", "1", "0"] and rows["c3"][-1] == "0.000"

@@ -197,7 +197,7 @@ def test_answers_of_another_dataset_are_not_reused(dataset, tmp_path):
     assert 0 < metrics["f1@0.5"] < 1
 
 
-@pytest.mark.parametrize("change", ["model", "categories", "generation"])
+@pytest.mark.parametrize("change", ["model", "categories", "decoding"])
 def test_answers_of_another_model_or_setting_are_not_reused(dataset, tmp_path, change):
     class SettingsModel(TruthModel):
         def predict(self, image, task="detection", categories=None, visual_prompt_boxes=None, **generation):
@@ -207,12 +207,40 @@ def test_answers_of_another_model_or_setting_are_not_reused(dataset, tmp_path, c
     evaluate_model(SettingsModel(), dataset, "detection", out, model_fingerprint="checkpoint A")
     other = {"model": dict(model_fingerprint="checkpoint B"),
              "categories": dict(model_fingerprint="checkpoint A", categories="all"),
-             "generation": dict(model_fingerprint="checkpoint A", max_new_tokens=7)}[change]
+             "decoding": dict(model_fingerprint="checkpoint A", max_new_tokens=7)}[change]
     with pytest.raises(InputError, match=f"other {change}.*--restart.*--out"):
         evaluate_model(SettingsModel(), dataset, "detection", out, **other)
     model = SettingsModel()
     evaluate_model(model, dataset, "detection", out, model_fingerprint="checkpoint A")
     assert model.calls == 0  # the same run resumes
+
+
+class DecodingModel(TruthModel):
+    """`RexOmni.predict`'s decoding arguments, with its defaults, and its coordinate-mass switch."""
+
+    coordinate_mass_decoding = True
+
+    def predict(self, image, task="detection", categories=None, visual_prompt_boxes=None, constrained=True,
+                score_threshold=None, max_regions=None, fast_decode=True, **generation):
+        return super().predict(image, task, categories, visual_prompt_boxes)
+
+
+def test_run_json_records_the_decoding_and_a_run_decoded_otherwise_is_not_reused(dataset, tmp_path):
+    out = tmp_path / "out"
+    evaluate_model(DecodingModel(), dataset, "detection", out)
+    recorded = json.loads((out / "run.json").read_text())["decoding"]
+    assert recorded == {"constrained": True, "score_threshold": None, "max_regions": None,
+                        "coordinate_mass_decoding": True}
+    switched_off = DecodingModel()
+    switched_off.coordinate_mass_decoding = False
+    for model, decoding in [(DecodingModel(), dict(constrained=False)), (DecodingModel(), dict(score_threshold=0.3)),
+                            (DecodingModel(), dict(max_regions=5)), (switched_off, {})]:
+        with pytest.raises(InputError, match="other decoding.*--restart"):
+            evaluate_model(model, dataset, "detection", out, **decoding)
+    # The defaults spelt out, or the slower loop that writes the same answers, are the same run.
+    model = DecodingModel()
+    evaluate_model(model, dataset, "detection", out, constrained=True, max_regions=None, fast_decode=False)
+    assert model.calls == 0
 
 
 def test_a_model_names_itself_through_its_fingerprint(dataset, tmp_path):

@@ -405,3 +405,139 @@ def test_a_run_bounded_by_minutes_fits_its_schedule_and_stops_on_time(dataset, m
     plan = json.loads((tmp_path / "ft" / "finetune.json").read_text())["plan"]
     assert plan["max_steps"] >= 1 and 1 <= result.metrics["steps"] <= plan["max_steps"]
     assert result.metrics["training_minutes"] < 0.05 + 0.05
+
+
+# --------------------------------------------------------------------------- how it trains: the plan
+
+
+def _plan(parameters: int, cuda: bool = False, bf16: bool = False, bitsandbytes: bool = False, **flags):
+    from rexomni_core.train.finetune import DeviceFacts, training_plan
+
+    return training_plan(parameters, DeviceFacts(cuda, bf16, bitsandbytes), **flags)
+
+
+NANO, RELEASED = 5_000_000, 3_750_000_000
+
+
+def test_the_nano_on_a_cpu_trains_in_fp32_without_checkpointing():
+    lora, full = _plan(NANO, lora=True), _plan(NANO, lora=False)
+    assert (lora.lora, lora.quantization, lora.bf16, lora.gradient_checkpointing) == (True, None, False, False)
+    assert (lora.batch_size, lora.gradient_accumulation_steps, lora.learning_rate) == (16, 1, 1e-3)
+    assert (full.lora, full.learning_rate) == (False, 3e-4)
+    assert "every weight; fp32; gradient checkpointing off" in full.describe()
+
+
+def test_the_released_model_on_a_gpu_trains_lora_in_bf16_with_checkpointing():
+    plan = _plan(RELEASED, cuda=True, bf16=True, lora=True)
+    assert (plan.lora, plan.quantization, plan.bf16, plan.gradient_checkpointing) == (True, None, True, True)
+    assert (plan.batch_size, plan.gradient_accumulation_steps, plan.learning_rate) == (4, 4, 2e-4)
+    assert "LoRA on the language model, vision tower frozen; bf16; gradient checkpointing on" in plan.describe()
+    assert _plan(RELEASED, cuda=True, bf16=False, lora=True).bf16 is False  # a GPU without bf16 (V100): fp32
+    assert _plan(RELEASED, cuda=True, bf16=True, lora=False).learning_rate == 1e-5
+
+
+def test_qlora_needs_bitsandbytes_and_a_gpu_and_implies_lora():
+    plan = _plan(RELEASED, cuda=True, bf16=True, bitsandbytes=True, lora=False, qlora=True)
+    assert (plan.lora, plan.quantization, plan.gradient_checkpointing) == (True, "nf4", True)
+    assert "over its 4-bit (nf4) weights" in plan.describe()
+    with pytest.raises(InputError, match="runs on a CUDA GPU, and none is visible"):
+        _plan(RELEASED, bitsandbytes=True, lora=True, qlora=True)
+    with pytest.raises(InputError, match=r"needs bitsandbytes.*rexomni-core\[gpu\]"):
+        _plan(RELEASED, cuda=True, bf16=True, lora=True, qlora=True)
+
+
+def test_flags_override_the_plans_defaults():
+    assert _plan(NANO, lora=True, gradient_checkpointing=True).gradient_checkpointing
+    assert not _plan(RELEASED, cuda=True, lora=True, gradient_checkpointing=False).gradient_checkpointing
+    plan = _plan(RELEASED, cuda=True, lora=True, batch_size=2, learning_rate=5e-5)
+    assert (plan.batch_size, plan.gradient_accumulation_steps, plan.learning_rate) == (2, 4, 5e-5)
+
+
+def test_the_plan_reaches_the_sft_config_which_checks_quantization(tmp_path):
+    from rexomni_core.train.configs import LoraSettings, SFTConfig
+    from rexomni_core.train.finetune import finetune_config
+
+    plan = _plan(RELEASED, cuda=True, bf16=True, bitsandbytes=True, lora=True, qlora=True)
+    config = finetune_config(tmp_path, "IDEA-Research/Rex-Omni", {}, plan, max_steps=100, lora_rank=8)
+    assert (config.bf16, config.gradient_checkpointing, config.quantization, config.lora.r) == (True, True, "nf4", 8)
+    assert (config.batch_size, config.gradient_accumulation_steps, config.learning_rate) == (4, 4, 2e-4)
+    config.check()
+    with pytest.raises(InputError, match="set lora.r > 0"):
+        dataclasses.replace(config, lora=LoraSettings()).check()
+    with pytest.raises(InputError, match="must be nf4 or null"):
+        SFTConfig(quantization="int3").check()
+
+
+def test_qlora_on_a_machine_without_a_gpu_is_refused_before_anything_is_written(dataset, tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    _refused(dataset, tmp_path / "out", "none is visible", qlora=True)
+    assert cli_main(["finetune", str(dataset), "--out", str(tmp_path / "cli"), "--qlora", "--steps", "1"]) == 2
+    error = capsys.readouterr().err.strip()
+    assert "\n" not in error and "--qlora holds the model in 4 bits" in error and not (tmp_path / "cli").exists()
+
+
+def test_gradient_checkpointing_recomputes_on_the_nano_with_the_same_loss(dataset, tmp_path):
+    """Two LoRA steps of the shipped nano with and without checkpointing: inside a decoder layer
+    the MLP runs twice a step with it (the forward, then its recomputation in the backward) and
+    once without; the losses agree (step 1: the same weights and batch)."""
+    from transformers import TrainerCallback
+
+    from rexomni_core.train.finetune import DeviceFacts, finetune_config, training_plan
+    from rexomni_core.train.sft import train_sft
+
+    class LayerCalls(TrainerCallback):
+        def __init__(self):
+            self.calls = 0
+
+        def on_train_begin(self, args, state, control, model=None, **kwargs):
+            # Not the layer itself: transformers checkpoints its forward, leaving its own hooks outside;
+            # and a pre-hook, as the recomputation stops early, once it has what the backward needs.
+            mlp = model.get_base_model().model.language_model.layers[0].mlp
+            mlp.register_forward_pre_hook(lambda *_: setattr(self, "calls", self.calls + 1))
+
+    data = {"path": str(dataset / "annotations.json"), "fmt": "coco", "image_root": str(dataset),
+            "records": {"detection": list(range(8))}, "vocabulary": list(NOVEL_SHAPE_CATEGORIES)}
+    runs = {}
+    for checkpointing in (False, True):
+        plan = training_plan(NANO, DeviceFacts(False, False, False), lora=True, batch_size=2,
+                             gradient_checkpointing=checkpointing)
+        config = dataclasses.replace(finetune_config(tmp_path / str(checkpointing), None, data, plan, max_steps=2),
+                                     save_steps=10)
+        counter = LayerCalls()
+        final = train_sft(config, callbacks=[counter])
+        losses = [entry["loss"] for entry in json.loads((final / "log_history.json").read_text()) if "loss" in entry]
+        runs[checkpointing] = (counter.calls, losses)
+    (plain_calls, plain), (checkpointed_calls, checkpointed) = runs[False], runs[True]
+    assert (plain_calls, checkpointed_calls) == (2, 4)
+    assert len(checkpointed) == 2 and all(np.isfinite(checkpointed))
+    assert checkpointed[0] == pytest.approx(plain[0], rel=1e-5)
+    assert checkpointed[1] == pytest.approx(plain[1], rel=1e-2)  # after an Adam step on float-level differences
+
+
+def test_an_adapter_trained_over_a_quantized_base_is_merged_into_full_precision_weights(micro):
+    """QLoRA's last step, on a CPU (no bitsandbytes here): the adapter moves onto the base loaded
+    again in bf16, and merging it there gives the weights merging in place gives."""
+    import torch
+    from transformers import Qwen2_5_VLForConditionalGeneration
+
+    from rexomni_core.train.common import apply_lora
+    from rexomni_core.train.configs import LoraSettings
+    from rexomni_core.train.qlora import with_full_precision_base
+
+    trained = apply_lora(Qwen2_5_VLForConditionalGeneration.from_pretrained(micro), LoraSettings(r=4, alpha=8))
+    with torch.no_grad():
+        for name, weights in trained.named_parameters():
+            if "lora_B" in name:
+                weights.normal_(0, 0.5)  # as if trained: B starts at zero
+    moved = with_full_precision_base(trained, micro)
+    assert next(moved.parameters()).dtype == torch.bfloat16
+    merged, expected = moved.merge_and_unload().state_dict(), trained.merge_and_unload().state_dict()
+    base = Qwen2_5_VLForConditionalGeneration.from_pretrained(micro).state_dict()
+    assert set(merged) == set(expected)
+    changed = [name for name in expected if not torch.allclose(expected[name], base[name], atol=1e-3)]
+    assert changed and all("language_model" in name for name in changed)
+    for name in changed:
+        assert torch.allclose(merged[name].float(), expected[name], atol=2e-2, rtol=2e-2), name

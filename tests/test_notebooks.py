@@ -40,7 +40,7 @@ def _tree(folder):
 
 def test_the_suite_is_there():
     names = {path.stem for path in NOTEBOOKS}
-    assert {"01_output_language", "02_data_engines", "06_evaluate"} <= names
+    assert {"01_output_language", "02_data_engines", "03_predict", "04_train_from_scratch", "05_grpo", "06_evaluate", "07_finetune_your_data"} <= names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.name)

@@ -20,6 +20,7 @@ from rexomni_core.errors import InputError, MissingInputError
 from rexomni_core.train.configs import (
     GRPOConfig,
     SFTConfig,
+    VisionConfig,
     accelerate_config,
     read_recipe,
     recipe_names,
@@ -39,7 +40,8 @@ def test_every_shipped_recipe_parses():
     recipes = recipe_names()
     assert len(recipes) >= 5 and set(BEFORE) <= set(recipes)
     for recipe in recipes:
-        config = (GRPOConfig if "grpo" in recipe else SFTConfig).from_yaml(recipe)
+        stage = GRPOConfig if "grpo" in recipe else VisionConfig if "vision" in recipe else SFTConfig
+        config = stage.from_yaml(recipe)
         assert config.max_steps > 0, recipe
 
 
@@ -133,3 +135,13 @@ def test_the_wheel_ships_recipes_and_accelerate_configs_that_resolve_outside_the
 def test_a_config_is_a_path_when_it_has_a_slash_or_a_yaml_ending():
     assert recipe_path("nano_ladder6_shapes").parent.name == "recipes"
     assert recipe_path("my.yaml") == Path("my.yaml") and recipe_path("configs/my") == Path("configs/my")
+
+
+def test_bf16_falls_back_to_fp32_on_a_cpu_without_native_bf16(capsys, monkeypatch):
+    from rexomni_core.train import common
+
+    monkeypatch.setattr(common.torch.cuda, "is_available", lambda: False)
+    assert common.bf16_is_native("flags : fpu avx2 avx512f avx512_bf16") is True
+    assert common.bf16_is_native("flags : fpu avx2 amx_bf16 amx_tile") is True
+    assert common.bf16_is_native("flags : fpu avx2 avx512f") is False
+    assert "fp32 instead" in capsys.readouterr().out

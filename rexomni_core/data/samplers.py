@@ -25,14 +25,12 @@ from ..errors import InputError
 from ..grammar import serialize
 from ..nano.vocabulary import SHAPE_CATEGORIES
 from ..regions import Box, Keypoints, Point, Polygon, Region
-from ..tasks import KEYPOINT_SCHEMAS, TASKS, sample_prompt
+from ..tasks import KEYPOINT_SCHEMAS, TASKS, VISUAL_PROMPT_PHRASE, sample_prompt
 from .engines.pointing import mask_to_point
 from .referring import referring_expressions
 from .worlds import generate
 
 MAX_PROMPT_PHRASES = 6
-# The answer of a visual-prompting conversation names its group after the prompt's JSON key.
-VISUAL_PROMPT_PHRASE = "object_1"
 
 
 @dataclass

@@ -41,14 +41,19 @@ def _add_f1(commands) -> None:
         "--protocol", choices=PROTOCOLS, default="sound", help="sound (default) or paper (the released evaluator's numbers)"
     )
     parser.add_argument("--iou-type", choices=("bbox", "segm"), default="bbox", help="boxes, or polygons from `segmentation`")
+    parser.add_argument("--per-category", action="store_true",
+                        help="also each category's counts, P/R/F1 at IoU 0.5 and F1@mIoU (sound matching)")
     parser.set_defaults(func=_run_f1)
 
 
 def _run_f1(args: argparse.Namespace) -> int:
-    from rexomni_core.eval.f1 import evaluate_f1
+    from rexomni_core.eval.f1 import evaluate_f1, per_category_f1
 
     gt, dets = _load_boxes(args, with_polygons=args.iou_type == "segm")
-    _emit(args, evaluate_f1(gt, dets, args.protocol).to_dict(), _f1_table)
+    result = evaluate_f1(gt, dets, args.protocol).to_dict()
+    if args.per_category:
+        result["per_category"] = {name: scores.to_dict() for name, scores in per_category_f1(gt, dets).items()}
+    _emit(args, result, _f1_table)
     return 0
 
 
@@ -222,4 +227,10 @@ def _f1_table(result: dict[str, Any]) -> str:
         for point, label in (("0.5", "IoU 0.50"), ("0.95", "IoU 0.95"), ("miou", "mIoU")):
             values = [result[f"{prefix}{name}@{point}"] for name in ("precision", "recall", "f1")]
             rows.append(f"{title + ' ' + label:14}" + "".join(f"{v:10.4f}" for v in values))
+    if "per_category" in result:
+        rows += ["", f"{'category':24}{'objects':>8}{'TP':>6}{'FP':>6}{'P@0.5':>8}{'R@0.5':>8}{'F1@0.5':>8}{'F1@mIoU':>9}"]
+        for name, row in result["per_category"].items():
+            rows.append(f"{name[:23]:24}{row['objects']:8}{row['true_positives']:6}{row['false_positives']:6}"
+                        + "".join(f"{row[key]:8.3f}" for key in ("precision@0.5", "recall@0.5", "f1@0.5"))
+                        + f"{row['f1@miou']:9.3f}")
     return "\n".join(rows)

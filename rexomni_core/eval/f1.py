@@ -209,6 +209,50 @@ def sound_f1(gt: GroundTruth, dets: Detections, pool_categories: bool = False) -
     return sound_from_counts(counts, "sound", len(dets), bad_record_counts(dets))
 
 
+@dataclass(frozen=True)
+class CategoryF1:
+    """One category's detection scores (sound protocol): counts and P/R/F1 at `iou_threshold`,
+    and F1@mIoU (of the mean P and R over IOU_THRESHOLDS, as the headline's)."""
+
+    iou_threshold: float
+    objects: int  # non-crowd ground truth
+    true_positives: int  # at iou_threshold
+    false_positives: int  # at iou_threshold (predictions a crowd region absorbs are neither)
+    at_threshold: PRF
+    at_miou: PRF
+
+    def to_dict(self) -> dict:
+        """JSON-ready: `objects`, `true_positives`, `false_positives`, `precision@0.5`, ..., `f1@miou`."""
+        point = f"{self.iou_threshold:g}"
+        return {
+            "objects": self.objects, "true_positives": self.true_positives, "false_positives": self.false_positives,
+            f"precision@{point}": self.at_threshold.precision, f"recall@{point}": self.at_threshold.recall,
+            f"f1@{point}": self.at_threshold.f1, "f1@miou": self.at_miou.f1,
+        }
+
+
+def per_category_f1(gt: GroundTruth, dets: Detections, iou_threshold: float = 0.5) -> dict[str, CategoryF1]:
+    """Each category's scores, for every category with ground truth or predictions, matched as
+    `sound_f1` matches them (per image and category, highest score first, else output order)."""
+    if not 0 < iou_threshold <= 1:
+        raise InputError(f"the IoU threshold must be in (0, 1], got {iou_threshold!r}")
+    # Row 0 is the threshold asked; the rest give F1@mIoU.
+    match = match_detections(gt, dets, score_order(dets), thresholds=(iou_threshold, *IOU_THRESHOLDS))
+    counts = category_counts(match, dets.category_index, gt, gt.num_categories, gt.category_index)
+    scores = {}
+    for k, name in enumerate(gt.category_names):
+        tp, fp, objects = counts.tp[:, k], counts.fp[:, k], counts.gt[k]
+        if objects == 0 and not fp.any():
+            continue
+        precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=tp + fp > 0)
+        recall = tp / objects if objects else np.zeros_like(tp)
+        scores[name] = CategoryF1(
+            iou_threshold, int(objects), int(tp[0]), int(fp[0]),
+            at_threshold=prf(precision[0], recall[0]), at_miou=prf(precision[1:].mean(), recall[1:].mean()),
+        )
+    return scores
+
+
 def f1_from_quality_groups(
     groups: Iterable[tuple[Hashable, np.ndarray]], thresholds: Sequence[float] = IOU_THRESHOLDS
 ) -> F1Report:

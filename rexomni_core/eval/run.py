@@ -4,7 +4,8 @@ Works with any object that has `predict(image, task=..., categories=..., visual_
 returning a `Prediction` (a `RexOmni` model, or a stand-in in tests); this module imports neither
 torch nor transformers itself. Answers are appended to `answers.jsonl` in the output folder as
 they come, so an interrupted run resumes where it stopped. `run.json` beside them records what
-they are answers to (dataset, model, task, settings): a run never reuses another run's answers.
+they are answers to (dataset, model, task, phrases, decoding): a run never reuses another run's
+answers.
 
 Which phrases a prompt names is a choice the paper's tables depend on: `present` (default) asks,
 per image, for the categories that image has; `all` asks for every category of the dataset, so
@@ -16,6 +17,7 @@ engine names it; keypoints ask per image for `person`.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import os
 import sys
@@ -163,19 +165,43 @@ def score_region_task(task: str, queries: list[Query], answers: list[dict]) -> d
             "precision@oks0.5": report.at_50.precision, "recall@oks0.5": report.at_50.recall}
 
 
+# Arguments of `predict` that each query sets (not part of how the run decodes), and those that
+# change how fast an answer comes but not the answer (`RexOmni.predict(fast_decode=...)`).
+QUERY_ARGUMENTS = frozenset({"image", "task", "categories", "keypoint_type", "visual_prompt_boxes"})
+SPEED_ARGUMENTS = frozenset({"fast_decode"})
+# Model attributes that change its answers beyond the weights (RexOmni's checkpoint settings).
+DECODING_SWITCHES = ("coordinate_mass_decoding", "square_side")
+
+
+def decoding_settings(model, generation: dict[str, Any]) -> dict[str, Any]:
+    """How a run's answers are decoded: every argument of `model.predict` but the query's own, at
+    the value the run passes (`generation`) or else at its default (constrained or not, score
+    threshold, region caps, confidence, ... and what goes on to `generate`), and the model's
+    decoding switches (coordinate-mass decoding, square view) where it has them."""
+    settings = {
+        name: parameter.default
+        for name, parameter in inspect.signature(model.predict).parameters.items()
+        if parameter.default is not inspect.Parameter.empty and name not in QUERY_ARGUMENTS | SPEED_ARGUMENTS
+    }
+    settings.update((name, value) for name, value in generation.items() if name not in SPEED_ARGUMENTS)
+    settings.update((switch, getattr(model, switch)) for switch in DECODING_SWITCHES if hasattr(model, switch))
+    return settings
+
+
 def run_fingerprint(
     gt_file: Path, model, task: str, categories: str, generation: dict[str, Any], model_fingerprint: str | None = None
 ) -> dict[str, Any]:
     """What a run's answers depend on. The dataset is the COCO file's content hash; the model is
     `model_fingerprint`, else the model's `fingerprint` attribute, else its class (which cannot
-    tell two checkpoints apart: callers that load checkpoints should pass one)."""
+    tell two checkpoints apart: callers that load checkpoints should pass one); the decoding is
+    `decoding_settings` of the `generation` arguments the run passes to `predict`."""
     model_class = f"{type(model).__module__}.{type(model).__qualname__}"
     fingerprint = {
         "dataset": "sha256:" + hashlib.sha256(Path(gt_file).read_bytes()).hexdigest(),
         "model": model_fingerprint or getattr(model, "fingerprint", None) or model_class,
         "task": task,
         "categories": categories,
-        "generation": generation,
+        "decoding": decoding_settings(model, generation),
     }
     # As run.json will read back (tuples become lists, other objects their repr), to compare equal.
     return json.loads(json.dumps(fingerprint, sort_keys=True, default=repr))

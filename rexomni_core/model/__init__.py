@@ -1,6 +1,6 @@
 """The Rex-Omni model: `RexOmni` (load a checkpoint, predict), its processor, decoding
-(coordinate mass, the answer grammar), region confidences and checkpoint settings, laid out as
-transformers lays out a model package."""
+(coordinate mass, the answer grammar, the lean greedy loop), region confidences and checkpoint
+settings, laid out as transformers lays out a model package."""
 
 from .confidence import CONFIDENCES, DEFAULT_CONFIDENCE, RegionEvidence, TokenProbabilities
 from .configuration import (

@@ -59,34 +59,32 @@ class TokenRecord:
 
 class TokenProbabilities(LogitsProcessor):
     """Records the model's probability of each token written (see module docstring). Leaves
-    the logits unchanged; must run before any processor that changes them."""
+    the logits unchanged; must run before any processor that changes them.
+
+    Each step keeps only what the record needs of the distribution (the probability of the token
+    written, once it is known, and the 1000 bins' probabilities); `finish` derives mass and
+    windows for every step at once, so a step costs three tensor operations."""
 
     def __init__(self, coordinate_ids: Sequence[int]):
         self.coordinate_ids = torch.as_tensor(list(coordinate_ids), dtype=torch.long)
         self._probs: torch.Tensor | None = None  # the latest step's distribution
-        self._steps: list[torch.Tensor] = []  # (B, 3) per step: p, mass, window
-        self._bin_of: torch.Tensor | None = None  # token id → bin, -1 for other tokens
+        self._chosen: list[torch.Tensor] = []  # (B,) per step: the token written
+        self._p: list[torch.Tensor] = []  # (B,) per step: its probability
+        self._bins: list[torch.Tensor] = []  # (B, NUM_BINS) per step: the bins' probabilities
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if self._probs is not None:
             self._record(input_ids[:, -1])
         self._probs = scores.float().softmax(dim=-1)
+        if self.coordinate_ids.device != self._probs.device:
+            self.coordinate_ids = self.coordinate_ids.to(self._probs.device)
+        self._bins.append(self._probs[:, self.coordinate_ids])
         return scores
 
     def _record(self, chosen: torch.Tensor) -> None:
-        probs = self._probs
-        chosen = chosen.to(probs.device)
-        if self._bin_of is None or self._bin_of.device != probs.device or len(self._bin_of) != probs.shape[1]:
-            self._bin_of = torch.full((probs.shape[1],), -1, dtype=torch.long, device=probs.device)
-            self._bin_of[self.coordinate_ids.to(probs.device)] = torch.arange(NUM_BINS, device=probs.device)
-        bins = probs[:, self.coordinate_ids.to(probs.device)]
-        cumulative = torch.nn.functional.pad(bins.cumsum(dim=-1), (1, 0))  # cumulative[:, b] = mass below bin b
-        written = self._bin_of[chosen].clamp(min=0)
-        low = (written - WINDOW_BINS).clamp(min=0)
-        high = (written + WINDOW_BINS + 1).clamp(max=NUM_BINS)
-        window = cumulative.gather(1, high[:, None])[:, 0] - cumulative.gather(1, low[:, None])[:, 0]
-        p = probs.gather(1, chosen[:, None])[:, 0]
-        self._steps.append(torch.stack([p, cumulative[:, -1], window], dim=1).cpu())
+        chosen = chosen.to(self._probs.device)
+        self._chosen.append(chosen)
+        self._p.append(self._probs.gather(1, chosen[:, None])[:, 0])
 
     def finish(self, last_tokens: torch.Tensor) -> list[TokenRecord]:
         """Record the last step's token (generate calls no processor after it) and return one
@@ -94,7 +92,19 @@ class TokenProbabilities(LogitsProcessor):
         if self._probs is not None:
             self._record(last_tokens)
             self._probs = None
-        steps = torch.stack(self._steps, dim=1).numpy().astype(np.float64) if self._steps else np.zeros((len(last_tokens), 0, 3))
+        if not self._p:
+            return [TokenRecord(np.zeros(0), np.zeros(0), np.zeros(0)) for _ in range(len(last_tokens))]
+        bins = torch.stack(self._bins, dim=1)  # (B, steps, NUM_BINS)
+        cumulative = torch.nn.functional.pad(bins.cumsum(dim=-1), (1, 0))  # cumulative[..., b] = mass below bin b
+        chosen = torch.stack(self._chosen, dim=1)
+        bin_of = torch.full((max(int(chosen.max()), int(self.coordinate_ids.max())) + 1,), -1, device=bins.device)
+        bin_of[self.coordinate_ids] = torch.arange(NUM_BINS, device=bins.device)  # token id → bin, -1 for others
+        written = bin_of[chosen].clamp(min=0)
+        low = (written - WINDOW_BINS).clamp(min=0)
+        high = (written + WINDOW_BINS + 1).clamp(max=NUM_BINS)
+        window = cumulative.gather(2, high[..., None])[..., 0] - cumulative.gather(2, low[..., None])[..., 0]
+        steps = torch.stack([torch.stack(self._p, dim=1), cumulative[..., -1], window], dim=2)
+        steps = steps.cpu().numpy().astype(np.float64)
         return [TokenRecord(row[:, 0], row[:, 1], row[:, 2]) for row in steps]
 
 

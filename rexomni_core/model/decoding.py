@@ -68,11 +68,20 @@ class CoordinateMassProcessor(LogitsProcessor):
             self._is_coordinate = mask
         return mask
 
+    def _inside_box(self, tokens: list[int]) -> bool:
+        """Whether the latest box marker of `tokens` opens a box (a scan back to it: a few tokens)."""
+        for token in reversed(tokens):
+            if token == self.box_end_id:
+                return False
+            if token == self.box_start_id:
+                return True
+        return False
+
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
-        positions = torch.arange(1, input_ids.shape[1] + 1, device=input_ids.device)
-        last_start = torch.where(input_ids == self.box_start_id, positions, 0).max(dim=-1).values
-        last_end = torch.where(input_ids == self.box_end_id, positions, 0).max(dim=-1).values
-        inside_box = (last_start > last_end)[:, None]
+        inside = [self._inside_box(row) for row in input_ids.tolist()]
+        if not any(inside):
+            return scores  # phrases and separators: nothing to decide
+        inside_box = torch.tensor(inside, device=scores.device)[:, None]
         is_coordinate = self._coordinate_mask(scores.shape[-1], scores.device)
         probs = scores.float().softmax(dim=-1)
         coordinate_mass = probs[:, self.coordinate_ids.to(scores.device)].sum(dim=-1)

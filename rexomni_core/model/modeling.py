@@ -24,12 +24,19 @@ from transformers import Qwen2_5_VLForConditionalGeneration
 from transformers.processing_utils import ProcessorMixin
 
 from ..chat import chat_messages
-from ..data.samplers import VISUAL_PROMPT_PHRASE
 from ..errors import InputError, MissingInputError
 from ..grammar import BOX_END, BOX_START, IM_END, parse
 from ..images import load_image
 from ..regions import Prediction, check_region_filter
-from ..tasks import MAX_PIXELS, MIN_PIXELS, build_prompt, get_task, keypoint_names, normalize_categories
+from ..tasks import (
+    MAX_PIXELS,
+    MIN_PIXELS,
+    VISUAL_PROMPT_PHRASE,
+    build_prompt,
+    get_task,
+    keypoint_names,
+    normalize_categories,
+)
 from ..tokenizer import check_coordinate_tokens, coordinate_token_ids
 from .confidence import (
     CONFIDENCES,
@@ -49,6 +56,7 @@ from .decoding import (
     generation_settings,
     with_processors,
 )
+from .fast_decode import generate
 from .processing import load_processor, save_processor
 
 
@@ -215,6 +223,7 @@ class RexOmni:
         max_regions: int | None = None,
         max_regions_per_phrase: int | None = None,
         confidence: str = DEFAULT_CONFIDENCE,
+        fast_decode: bool = True,
         **generation: Any,
     ) -> Prediction:
         """Detect `categories` (or the task's objects) in one image; regions in original pixels,
@@ -231,6 +240,7 @@ class RexOmni:
             max_regions=max_regions,
             max_regions_per_phrase=max_regions_per_phrase,
             confidence=confidence,
+            fast_decode=fast_decode,
             **generation,
         )[0]
 
@@ -247,9 +257,13 @@ class RexOmni:
         max_regions: int | None = None,
         max_regions_per_phrase: int | None = None,
         confidence: str = DEFAULT_CONFIDENCE,
+        fast_decode: bool = True,
         **generation: Any,
     ) -> list[Prediction]:
-        """One generate() call for several images (left-padded prompts).
+        """One decoding of several images (left-padded prompts): by the lean greedy loop of
+        `model/fast_decode.py`, which writes `generate`'s tokens faster at nano's scale, unless a
+        generation setting needs `generate` (sampling, beams, ...) or `fast_decode=False` asks for
+        it (the same answers, token for token).
 
         `categories` is one phrase list for every image, or one list per image;
         `visual_prompt_boxes` is one list of reference boxes per image.
@@ -286,9 +300,7 @@ class RexOmni:
         settings = with_processors(settings, recorder, constraint, coordinate_mass, prompt_padding=padding)
         inputs = inputs.to(self.device)
         with torch.inference_mode():
-            output = self.model.generate(
-                **inputs, eos_token_id=eos, pad_token_id=self.tokenizer.pad_token_id, **settings
-            )
+            output = generate(self.model, inputs, settings, eos, self.tokenizer.pad_token_id, fast=fast_decode)
         records = recorder.finish(output[:, -1])
         seconds = (time.perf_counter() - start) / len(requests)
         prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()

@@ -33,10 +33,28 @@ def training_arguments(config: TrainingConfig) -> dict[str, Any]:
         save_steps=config.save_steps,
         save_total_limit=config.save_total_limit,
         seed=config.seed,
-        bf16=config.bf16,
+        bf16=config.bf16 and bf16_is_native(),
         use_cpu=not torch.cuda.is_available(),  # transformers wants this said for CPU bf16
         report_to=config.report_to,
     )
+
+
+def bf16_is_native(cpu_flags: str | None = None) -> bool:
+    """Whether bf16 autocast runs at hardware speed here: on a GPU, or a CPU with avx512_bf16 or
+    AMX. Elsewhere it is emulated: measured on a 2-core AVX2 CPU (1 thread, nano, batch 16), an
+    SFT step took 21.8 s in bf16 against 1.4 s in fp32, so a recipe's `bf16: true` falls back
+    to fp32 there, with a notice. `cpu_flags`: /proc/cpuinfo's text (read when None)."""
+    if torch.cuda.is_available():
+        return True
+    if cpu_flags is None:
+        try:
+            cpu_flags = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return True  # not Linux: trust the config
+    native = any(flag in cpu_flags.split() for flag in ("avx512_bf16", "amx_bf16"))
+    if not native:
+        print("bf16: this CPU has no native bf16 (avx512_bf16/AMX), training in fp32 instead", flush=True)
+    return native
 
 
 class ResumeWithWeights:

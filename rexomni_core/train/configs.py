@@ -137,7 +137,8 @@ class SFTConfig(TrainingConfig):
         "batch_size", "gradient_accumulation_steps", "square_side", "min_pixels", "max_pixels"
     )
     NON_NEGATIVE = ("min_learning_rate_ratio", "warmup_steps", "weight_decay", "max_grad_norm", "coordinate_sigma",
-                    "coordinate_radius", "attention_grounding", "dataloader_num_workers")
+                    "coordinate_radius", "attention_grounding", "dataloader_num_workers",
+                    "vision_learning_rate_ratio", "probe_test_images")
 
     output_dir: str = "runs/sft"
     model: str | None = NANO_INIT  # here also "nano-init": a fresh nano model
@@ -171,6 +172,63 @@ class SFTConfig(TrainingConfig):
     min_pixels: int | None = None  # None: the processor's (released) bounds
     max_pixels: int | None = None
     dataloader_num_workers: int = 0
+    # Recompute activations in the backward pass instead of keeping them: less memory (what a 3 B
+    # model runs out of), slower steps.
+    gradient_checkpointing: bool = False
+    # "nf4": load the model in 4 bits through bitsandbytes and train LoRA over it (QLoRA; CUDA only).
+    quantization: str | None = None
+    # The vision tower's learning rate as a share of `learning_rate`: below 1 keeps what a
+    # pre-trained tower sees (nano v3's stage 0) from being eroded by the next-token loss.
+    vision_learning_rate_ratio: float = 1.0
+    # The cell probe (nano/cell_probe.py) at every checkpoint, logged, so a collapse of the
+    # visual tokens shows at once (0 test images: off; square views only).
+    probe_test_images: int = 0
+
+    def check(self) -> None:
+        super().check()
+        if self.quantization not in (None, "nf4"):
+            raise InputError(f"SFTConfig.quantization must be nf4 or null, got {self.quantization!r}")
+        if self.quantization and self.lora.r <= 0:
+            raise InputError("SFTConfig.quantization trains LoRA over frozen 4-bit weights: set lora.r > 0")
+
+
+@dataclass
+class VisionConfig(TrainingConfig):
+    """Stage 0, vision pre-training (`train/vision.py`): the vision tower and merger trained on
+    per-cell targets of scenes from `data` (a `CellTargetStream`), the language model untouched."""
+
+    POSITIVE = TrainingConfig.POSITIVE + ("batch_size", "square_side")
+    NON_NEGATIVE = ("min_learning_rate_ratio", "warmup_steps", "weight_decay", "max_grad_norm", "background_weight",
+                    "probe_train_images", "probe_test_images", "dataloader_num_workers")
+
+    output_dir: str = "runs/vision"
+    model: str | None = NANO_INIT
+    data: DataConfig = field(default_factory=lambda: DataConfig(factory="rexomni_core.data.cell_targets:CellTargetStream"))
+    max_steps: int = 2000
+    learning_rate: float = 1e-3
+    logging_steps: int = 20
+    save_steps: int = 250
+    save_total_limit: int = 2
+    nano_architecture: dict[str, dict[str, Any]] = field(default_factory=dict)
+    square_side: int = 224
+    batch_size: int = 16
+    min_learning_rate_ratio: float = 0.1
+    warmup_steps: int = 50
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    # Loss weight of each head (category, colour, shape, char, box, centre, keypoints; 1 when
+    # not listed) and of background cells against object cells in the class heads.
+    head_weights: dict[str, float] = field(default_factory=dict)
+    background_weight: float = 0.3
+    # The cell probe run at the start and at every checkpoint (0 test images: none).
+    probe_train_images: int = 200
+    probe_test_images: int = 100
+    dataloader_num_workers: int = 0
+
+    def check(self) -> None:
+        super().check()
+        if self.square_side % 28:
+            raise InputError(f"VisionConfig.square_side must be a multiple of 28 (whole image tokens), got {self.square_side}")
 
 
 @dataclass
@@ -202,6 +260,21 @@ class GRPOConfig(TrainingConfig):
     temperature: float = 1.0
     max_completion_length: int = 512
     format_weight: float = 0.1  # weight of the format reward beside the task reward (weight 1)
+
+
+# Each training stage: its config and the function that runs one ("module:function", imported
+# when called: the trainers pull in torch and transformers).
+STAGES: dict[str, tuple[type[TrainingConfig], str]] = {
+    "vision": (VisionConfig, "rexomni_core.train.vision:train_vision"),
+    "sft": (SFTConfig, "rexomni_core.train.sft:train_sft"),
+    "grpo": (GRPOConfig, "rexomni_core.train.grpo:train_grpo"),
+}
+
+
+def run_stage(stage: str, config: TrainingConfig):
+    """Train `config` with `stage`'s trainer; returns the final model's directory."""
+    module_name, _, name = STAGES[stage][1].partition(":")
+    return getattr(importlib.import_module(module_name), name)(config)
 
 
 def recipe_names() -> list[str]:

@@ -14,7 +14,10 @@ trains through `train_sft` like every recipe; what is particular to a user's dat
   pointing targets come from masks (the mask → point engine) or box centres; a `rehearsal`
   share may come from the shipped nano's own training data instead, so it keeps its categories;
 - `steps_for_minutes` and `TrainingClock`: a run bounded by training time (`--minutes`), which a
-  resumed run counts on from where its checkpoint stopped.
+  resumed run counts on from where its checkpoint stopped;
+- `training_plan`: how to train, from the model's size, the machine (`DeviceFacts`) and the
+  options: bf16, gradient checkpointing, LoRA or every weight, QLoRA's 4-bit base, batch, learning
+  rate (`finetune_config` turns it into the SFT configuration).
 """
 
 from __future__ import annotations
@@ -288,33 +291,105 @@ def steps_for_minutes(config: SFTConfig, minutes: float, probe_steps: int = 4) -
     return max(1, int(minutes * 60 / timer.seconds_per_step))
 
 
-def finetune_config(
-    output_dir: str | Path, model: str | None, data: dict[str, Any], *, lora: bool, max_steps: int,
-    learning_rate: float | None = None, batch_size: int | None = None, lora_rank: int = 16, seed: int = 0,
-) -> SFTConfig:
-    """The SFT configuration of a fine-tuning run on `RecordConversations(**data)`.
+# A model above this size is of the released kind (3 B), not the nano (5 M): memory, not time, is
+# what runs out, and it wants the gentler learning rates.
+LARGE_MODEL_PARAMETERS = 100_000_000
+# Peak learning rates. The nano's: what taught it new colours (README, fine-tuning). A large
+# model's: the usual starting points for LoRA and full fine-tuning at 3 B (untested here: no GPU).
+LEARNING_RATES = {"nano": {"lora": 1e-3, "full": 3e-4}, "large": {"lora": 2e-4, "full": 1e-5}}
 
-    On a CPU (the nano) 16 conversations a step; on a GPU (the released 3B) bf16 and 4 × 4
-    accumulated. LoRA adapts the language model's projections only, every other weight (the
-    vision tower too) frozen, and is merged into `final/`; `lora=False` trains every weight.
-    Learning rates: what taught the nano new colours (README, fine-tuning).
-    """
-    import torch
 
-    gpu = torch.cuda.is_available()
+@dataclass(frozen=True)
+class DeviceFacts:
+    """What the machine offers a training run."""
+
+    cuda: bool  # a CUDA GPU is visible
+    bf16: bool  # that GPU computes in bf16 (Ampere or later)
+    bitsandbytes: bool  # 4-bit loading is installed
+
+    @classmethod
+    def detect(cls) -> DeviceFacts:
+        import importlib.util
+
+        import torch
+
+        cuda = torch.cuda.is_available()
+        return cls(cuda, cuda and torch.cuda.is_bf16_supported(), importlib.util.find_spec("bitsandbytes") is not None)
+
+
+@dataclass(frozen=True)
+class TrainingPlan:
+    """How a fine-tuning run trains, as `training_plan` decided it."""
+
+    lora: bool  # adapters on the language model only (the vision tower and all else frozen), merged into final/
+    quantization: str | None  # "nf4": the frozen base held in 4 bits through bitsandbytes (QLoRA)
+    bf16: bool  # bf16 compute (autocast; under QLoRA the 4-bit layers' compute dtype too)
+    gradient_checkpointing: bool  # activations recomputed in the backward pass: less memory, slower steps
+    batch_size: int
+    gradient_accumulation_steps: int
+    learning_rate: float
+
+    def describe(self) -> str:
+        trains = "every weight" if not self.lora else (
+            "LoRA on the language model" + (" over its 4-bit (nf4) weights" if self.quantization else "")
+            + ", vision tower frozen")
+        return "; ".join([
+            trains, "bf16" if self.bf16 else "fp32",
+            f"gradient checkpointing {'on' if self.gradient_checkpointing else 'off'}",
+            f"{self.batch_size} x {self.gradient_accumulation_steps} conversations a step, peak lr {self.learning_rate:g}",
+        ])
+
+
+def require_4bit(device: DeviceFacts) -> None:
+    """QLoRA's needs, checked before any model is loaded."""
+    if not device.cuda:
+        raise InputError("--qlora holds the model in 4 bits through bitsandbytes, which runs on a CUDA GPU, and "
+                         "none is visible (torch.cuda.is_available() is False); use --lora")
+    if not device.bitsandbytes:
+        raise InputError("--qlora needs bitsandbytes, which is not installed: pip install 'rexomni-core[gpu]' "
+                         "(or use --lora)")
+
+
+def training_plan(parameters: int, device: DeviceFacts, *, lora: bool, qlora: bool = False,
+                  gradient_checkpointing: bool | None = None, batch_size: int | None = None,
+                  learning_rate: float | None = None) -> TrainingPlan:
+    """How to fine-tune a model of `parameters` weights on this machine: bf16 where the GPU has it;
+    gradient checkpointing (unless said) for a large model; QLoRA (`qlora`, LoRA implied) only
+    with bitsandbytes and a CUDA GPU; 16 conversations a step on a CPU, 4 x 4 accumulated on a GPU;
+    the learning rate of the model's size and kind of training unless given."""
+    if qlora:
+        require_4bit(device)
+    large, lora = parameters > LARGE_MODEL_PARAMETERS, lora or qlora
+    return TrainingPlan(
+        lora=lora,
+        quantization="nf4" if qlora else None,
+        bf16=device.bf16,
+        gradient_checkpointing=large if gradient_checkpointing is None else gradient_checkpointing,
+        batch_size=batch_size or (4 if device.cuda else 16),
+        gradient_accumulation_steps=4 if device.cuda else 1,
+        learning_rate=learning_rate or LEARNING_RATES["large" if large else "nano"]["lora" if lora else "full"],
+    )
+
+
+def finetune_config(output_dir: str | Path, model: str | None, data: dict[str, Any], plan: TrainingPlan, *,
+                    max_steps: int, lora_rank: int = 16, seed: int = 0) -> SFTConfig:
+    """The SFT configuration of a fine-tuning run on `RecordConversations(**data)`, trained as
+    `plan` says."""
     return SFTConfig(
         output_dir=str(output_dir),
         model=model,
         data=DataConfig("rexomni_core.train.finetune:RecordConversations", data),
         max_steps=max_steps,
-        learning_rate=learning_rate or (1e-3 if lora else 3e-4),
+        learning_rate=plan.learning_rate,
         logging_steps=max(1, min(10, max_steps // 20)),
         save_steps=max(1, min(100, max_steps // 10)),  # a checkpoint at least every 100 steps: Ctrl-C loses little
         save_total_limit=2,
-        lora=LoraSettings(r=lora_rank, alpha=2 * lora_rank) if lora else LoraSettings(),
-        batch_size=batch_size or (4 if gpu else 16),
-        gradient_accumulation_steps=4 if gpu else 1,
+        lora=LoraSettings(r=lora_rank, alpha=2 * lora_rank) if plan.lora else LoraSettings(),
+        batch_size=plan.batch_size,
+        gradient_accumulation_steps=plan.gradient_accumulation_steps,
         warmup_steps=max(1, max_steps // 20),
         seed=seed,
-        bf16=gpu,
+        bf16=plan.bf16,
+        gradient_checkpointing=plan.gradient_checkpointing,
+        quantization=plan.quantization,
     )

@@ -60,6 +60,7 @@ def report_text(metrics: dict[str, Any], plots: list[Path]) -> str:
         f"- data: `{metrics['data']}` ({metrics['format']}), {metrics['train_records']} training records, "
         f"{metrics['val_records']} validation records, {len(metrics['categories'])} categories",
         f"- tasks: {', '.join(metrics['tasks'])}",
+        f"- training: {metrics['training']}",
         f"- trained {metrics['steps']} steps" + (f" in {minutes:g} minutes" if minutes is not None else ""),
         "",
         "## Before and after, on the validation split",

@@ -8,6 +8,7 @@ The transformers `Trainer` with two Rex-Omni pieces:
   attend, from each position that writes a coordinate, to the image tokens of that region.
 Checkpoints are ordinary `save_pretrained` directories (plus optimizer state), so any checkpoint
 loads with `RexOmni.from_pretrained(path)`; a rerun with the same config resumes from the newest.
+`gradient_checkpointing` and `quantization: nf4` (QLoRA, `train/qlora.py`) trade speed for memory.
 Multi-GPU: launch the same command with `accelerate launch --config_file "$(rexomni train
 accelerate-config zero2)" -m rexomni_core.cli train sft --config ...` (`fsdp` for FSDP; the
 packaged files are `train/accelerate/*.yaml`).
@@ -31,8 +32,12 @@ from ..model import RexOmni
 from ..nano.architecture import build_nano
 from .common import ResumeWithWeights, apply_lora, latest_checkpoint, save_final, training_arguments
 from .configs import NANO_INIT, SFTConfig
+from .qlora import load_4bit, prepare_4bit, with_full_precision_base
 
 IGNORE_INDEX = -100
+# transformers 5 renamed the Trainer's gradient checkpointing to activation checkpointing (the old name warns).
+CHECKPOINTING = ("activation_checkpointing" if "activation_checkpointing" in TrainingArguments.__dataclass_fields__
+                 else "gradient_checkpointing")
 
 
 class SFTCollator:
@@ -219,6 +224,42 @@ class RexOmniTrainer(ResumeWithWeights, Trainer):
         super().log(logs, *args, **kwargs)
 
 
+def optimizer_with_vision_ratio(model, visual, config: SFTConfig) -> torch.optim.Optimizer:
+    """AdamW with the vision tower's parameters at `vision_learning_rate_ratio` × the peak rate
+    (the schedule scales both groups alike); weight decay spares biases and norms, as the
+    Trainer's own optimizer does."""
+    visual = {id(p) for p in visual.parameters()}
+    groups: dict[tuple[bool, bool], list] = {}
+    for name, parameter in model.named_parameters():
+        if parameter.requires_grad:
+            decays = parameter.ndim > 1 and "norm" not in name
+            groups.setdefault((id(parameter) in visual, decays), []).append(parameter)
+    return torch.optim.AdamW([
+        {"params": params, "weight_decay": config.weight_decay if decays else 0.0,
+         "lr": config.learning_rate * (config.vision_learning_rate_ratio if is_visual else 1.0)}
+        for (is_visual, decays), params in groups.items()
+    ], lr=config.learning_rate)
+
+
+class CellProbeCallback(TrainerCallback):
+    """Runs the cell probe at every checkpoint and logs it beside the loss (`probe_*` keys)."""
+
+    def __init__(self, rexomni: RexOmni, test_images: int):
+        from ..nano.cell_probe import CellProbe
+
+        self.rexomni, self.probe = rexomni, CellProbe(rexomni.square_side, test_images=test_images)
+
+    def on_save(self, args, state, control, **kwargs):
+        visual = self.rexomni.model.model.visual
+        was_training = visual.training
+        visual.eval()
+        found = self.probe.measure(self.rexomni)
+        visual.train(was_training)
+        entry = {"step": state.global_step} | {f"probe_{k}": v for k, v in found.items() if k in ("colour", "shape", "category")}
+        state.log_history.append(entry)
+        print(entry, flush=True)
+
+
 class ConversationDataset(Dataset):
     """The first `length` items of an endless indexable source, as a map-style dataset: the
     Trainer shuffles indices, shards them across processes and skips them on resume."""
@@ -241,6 +282,8 @@ def spacer_token_ids(tokenizer) -> set[int]:
 def load_for_training(config: SFTConfig) -> RexOmni:
     if config.model == NANO_INIT:
         rexomni = build_nano(seed=config.seed, **config.nano_architecture)
+    elif config.quantization:
+        rexomni = load_4bit(config.model)
     else:
         rexomni = RexOmni.from_pretrained(config.model, device="cpu", dtype=torch.float32)
     if config.min_pixels is not None:
@@ -268,6 +311,8 @@ def train_sft(config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()) -> P
         model.set_attn_implementation("eager")
     if config.freeze_vision:
         model.model.visual.requires_grad_(False)
+    if config.quantization:
+        model = prepare_4bit(model)
     model = apply_lora(model, config.lora)
     resume = latest_checkpoint(output_dir) if config.resume else None
     samples = config.max_steps * config.batch_size * config.gradient_accumulation_steps
@@ -283,7 +328,14 @@ def train_sft(config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()) -> P
         max_grad_norm=config.max_grad_norm,
         dataloader_num_workers=config.dataloader_num_workers,
         remove_unused_columns=False,  # the collator's columns are the model's inputs
+        # Non-reentrant: gradients reach the LoRA adapters though the embeddings before them are frozen.
+        **{CHECKPOINTING: config.gradient_checkpointing, f"{CHECKPOINTING}_kwargs": {"use_reentrant": False}},
     )
+    # A probe needs a square view (one token grid for every image); it reads the live tower.
+    probes = [CellProbeCallback(rexomni, config.probe_test_images)] if config.probe_test_images else []
+    optimizer = None  # the Trainer's own
+    if config.vision_learning_rate_ratio != 1:
+        optimizer = optimizer_with_vision_ratio(model, rexomni.model.model.visual, config)
     trainer = RexOmniTrainer(
         model=model,
         args=args,
@@ -296,7 +348,10 @@ def train_sft(config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()) -> P
         grounding_weight=config.attention_grounding,
         grounding_layers=grounding_layers,
         spacer_ids=spacer_token_ids(rexomni.tokenizer) if config.attention_grounding > 0 else frozenset(),
-        callbacks=list(callbacks),
+        callbacks=list(callbacks) + probes,
+        optimizers=(optimizer, None),
     )
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
+    if config.quantization:  # merged into the full-precision weights, not the 4-bit ones
+        model = with_full_precision_base(model, config.model)
     return save_final(model, rexomni.processor, output_dir, trainer.state.log_history, config.lora)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,3 +80,20 @@ def staged_files() -> Iterator[StagedFiles]:
         staged.discard()
         raise
     staged.commit()
+
+
+@contextlib.contextmanager
+def staged_folder(destination: str | os.PathLike) -> Iterator[Path]:
+    """A hidden folder beside `destination` to fill; when the block ends normally it replaces
+    `destination` (a checkpoint is then complete or absent, wherever a run is killed), and when
+    it raises it is removed."""
+    destination = Path(destination)
+    staging = destination.with_name(f".{destination.name}.{uuid.uuid4().hex[:12]}.partial")
+    staging.mkdir(parents=True)
+    try:
+        yield staging
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    shutil.rmtree(destination, ignore_errors=True)
+    staging.rename(destination)

@@ -1,0 +1,243 @@
+"""A lean greedy decode loop: the tokens `generate` writes, without its per-token overhead.
+
+At nano's size (4 layers, 256 wide, a 2 038-token vocabulary) a decode step's arithmetic is small
+next to what runs around it. Profiled with cProfile on 5-object detections by the shipped nano
+(`predict` through `generate`, one thread; 267 steps, 7.8 s under the profiler): the model's
+forward took 74 % of the time but its matrix products only 28 % (module calls, output dataclasses,
+mask construction, config look-ups, rope and norms written as small ops took the rest), the
+logits processors 15 % (`LogitsProcessorList` alone 4 %: it inspects every processor's signature
+every step), `generate`'s own bookkeeping (preparing inputs, concatenating masks and positions,
+stopping criteria) about 10 %.
+
+So: the prompt goes through the model's own forward once (vision tower, 3-D rope positions,
+KV cache), as `generate`'s prefill does; every later token goes through `_TextDecoder.step`, the
+text decoder's arithmetic for one token per row written out op for op as transformers'
+Qwen2.5-VL computes it with SDPA attention, on key/value buffers allocated once for the whole
+answer (measured as fast as growing the cache by `torch.cat` as `DynamicCache` does, a few per
+cent faster at batch 8, and no copy of the whole cache per step on long answers). The logits
+processors then run in their order on the same token ids and scores `generate` would give them,
+and the loop stops as `generate` does (a row that writes the end token is padded from then on; at
+most `max_new_tokens`). The answer is `generate`'s, token for token, with the same probabilities
+(`tests/test_fast_decode.py` compares them on every task, batched and not, float32 and bfloat16).
+torch.compile is not used: its fused kernels would not give the same floating-point results.
+
+Only greedy decoding of this architecture is mirrored: sampling, beams, any other generation
+setting, another attention implementation or training mode goes through `generate`
+(`needs_generate` names what does).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import transformers
+from torch.nn import functional
+from transformers import GenerationConfig, LogitsProcessor, Qwen2_5_VLForConditionalGeneration
+
+# Generation settings the loop honours (`max_new_tokens`, the processors), overrides itself
+# (`eos_token_id`, `pad_token_id` are passed to it), or that greedy decoding never reads
+# (sampling's, and bookkeeping), whatever their value...
+_GREEDY_NEUTRAL = frozenset({
+    "max_new_tokens", "max_length", "logits_processor", "eos_token_id", "pad_token_id", "bos_token_id",
+    "temperature", "top_k", "top_p", "min_p", "typical_p", "epsilon_cutoff", "eta_cutoff",
+    "transformers_version", "_from_model_config",
+})
+# ...and those at the value that means plain greedy decoding (transformers 5 leaves them unset by
+# default; checkpoints write them out). Any other setting sends the answer through `generate`.
+_GREEDY_VALUES = {
+    "do_sample": False, "num_beams": 1, "num_return_sequences": 1, "repetition_penalty": 1.0, "use_cache": True,
+    "output_attentions": False, "output_hidden_states": False, "output_scores": False, "output_logits": False,
+    "return_dict_in_generate": False,
+}
+
+
+def needs_generate(model: Qwen2_5_VLForConditionalGeneration, settings: Mapping[str, Any]) -> list[str]:
+    """What about `model` or the merged generation `settings` the lean loop does not mirror
+    (empty: it decodes them)."""
+    reasons = []
+    if type(model) is not Qwen2_5_VLForConditionalGeneration:
+        reasons.append(f"model class {type(model).__name__}")
+    if int(transformers.__version__.split(".")[0]) < 5:
+        reasons.append(f"transformers {transformers.__version__} (the loop mirrors 5.x)")
+    if model.training:
+        reasons.append("training mode (dropout)")
+    text = model.config.text_config
+    if model.config._attn_implementation != "sdpa":
+        reasons.append(f"attention {model.config._attn_implementation}")
+    if getattr(text, "use_sliding_window", False) or set(getattr(text, "layer_types", None) or ()) - {"full_attention"}:
+        reasons.append("sliding-window attention")
+    if (getattr(text, "rope_parameters", None) or {}).get("rope_type", "default") != "default":
+        reasons.append(f"rope {text.rope_parameters['rope_type']}")
+    merged = GenerationConfig.from_dict(model.generation_config.to_dict())
+    merged.update(**{k: v for k, v in settings.items() if k != "logits_processor"})
+    if not (merged.max_new_tokens or 0) >= 1:
+        reasons.append(f"max_new_tokens={merged.max_new_tokens!r}")
+    reasons += [
+        f"{key}={value!r}" for key, value in sorted(merged.to_diff_dict().items())
+        if key not in _GREEDY_NEUTRAL and (key not in _GREEDY_VALUES or value != _GREEDY_VALUES[key])
+    ]
+    return reasons
+
+
+def generate(
+    model: Qwen2_5_VLForConditionalGeneration, inputs: Mapping[str, torch.Tensor], settings: Mapping[str, Any],
+    eos_token_id: int, pad_token_id: int, fast: bool = True,
+) -> torch.LongTensor:
+    """Prompt and answer ids, `generate`'s output: by the lean loop where it mirrors `settings`
+    (and `fast`), else by `model.generate`."""
+    if fast and not needs_generate(model, settings):
+        return greedy_decode(model, inputs, settings.get("logits_processor") or (), settings["max_new_tokens"],
+                             eos_token_id, pad_token_id)
+    return model.generate(**inputs, eos_token_id=eos_token_id, pad_token_id=pad_token_id, **settings)
+
+
+def greedy_decode(
+    model: Qwen2_5_VLForConditionalGeneration, inputs: Mapping[str, torch.Tensor],
+    processors: Sequence[LogitsProcessor], max_new_tokens: int, eos_token_id: int, pad_token_id: int,
+) -> torch.LongTensor:
+    """Greedy decoding with `processors` (each called as `processor(input_ids, scores)`, in
+    order), stopping at `eos_token_id` or after `max_new_tokens`: the ids of prompt and answer."""
+    prompt = inputs["input_ids"]
+    batch, prompt_length = prompt.shape
+    ids = prompt.new_full((batch, prompt_length + max_new_tokens), pad_token_id)
+    ids[:, :prompt_length] = prompt
+    with torch.inference_mode():
+        outputs = model(**inputs, use_cache=True, logits_to_keep=1, return_dict=True)
+        decoder = _TextDecoder(model, outputs.cache, inputs["attention_mask"], max_new_tokens)
+        logits = outputs.logits
+        unfinished = torch.ones(batch, dtype=torch.bool, device=prompt.device)
+        length = prompt_length
+        while True:
+            scores = logits[:, -1].to(copy=True, dtype=torch.float32)
+            for processor in processors:
+                scores = processor(ids[:, :length], scores)
+            tokens = torch.where(unfinished, scores.argmax(dim=-1), pad_token_id)
+            ids[:, length] = tokens
+            length += 1
+            unfinished &= tokens != eos_token_id
+            if length == prompt_length + max_new_tokens or not unfinished.any():
+                return ids[:, :length]
+            logits = decoder.step(tokens)
+
+
+class _TextDecoder:
+    """Qwen2.5-VL's text decoder for one new token per row, after the prompt's forward: the same
+    operations, in the same order, as `Qwen2_5_VLTextModel` with SDPA attention and a
+    `DynamicCache` (so the same floating-point results), without the modules around them."""
+
+    def __init__(self, model: Qwen2_5_VLForConditionalGeneration, cache, attention_mask: torch.Tensor,
+                 max_new_tokens: int):
+        text_model = model.model.language_model
+        self.embed, self.rotary, self.norm = text_model.embed_tokens, text_model.rotary_emb, text_model.norm
+        self.lm_head = model.lm_head
+        self.layers = [_LayerWeights.of(layer) for layer in text_model.layers]
+        attention = text_model.layers[0].self_attn
+        self.head_dim, self.scaling = attention.head_dim, attention.scaling
+        self.heads = attention.num_heads
+        self.groups = attention.num_key_value_groups
+        # Key/value buffers for the whole answer, filled by the prompt's cache; `length` are valid.
+        self.prompt_length = prompt_length = attention_mask.shape[1]
+        self.keys, self.values = [], []
+        for layer in cache.layers:
+            for buffers, states in ((self.keys, layer.keys), (self.values, layer.values)):
+                buffer = states.new_empty(*states.shape[:2], prompt_length + max_new_tokens, states.shape[3])
+                buffer[:, :, :prompt_length] = states
+                buffers.append(buffer)
+        self.length = prompt_length
+        # The rope positions of the answer's tokens: from the prompt's own count of tokens plus the
+        # model's offset for its image (`rope_deltas`, set by the prompt's forward), as `generate`
+        # counts, on all three axes; their cosines and sines at once (elementwise: the same values).
+        first = attention_mask.sum(dim=1, keepdim=True) + model.model.rope_deltas
+        positions = first + torch.arange(max_new_tokens, device=first.device)
+        self.cos, self.sin = (table.unsqueeze(1) for table in self.rotary(self.embed.weight, positions.expand(3, -1, -1)))
+        # With padding, SDPA gets the padding mask; without, none (as transformers decides).
+        self.mask = None
+        if not attention_mask.all():
+            self.mask = attention_mask.new_ones(attention_mask.shape[0], 1, 1, prompt_length + max_new_tokens, dtype=torch.bool)
+            self.mask[:, 0, 0, :prompt_length] = attention_mask.bool()
+
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Logits (batch, 1, vocabulary) after `tokens` (batch,), and the cache extended by them."""
+        batch, heads = tokens.shape[0], self.heads
+        hidden = self.embed(tokens[:, None])
+        start, self.length = self.length, self.length + 1
+        answered = start - self.prompt_length  # tokens of the answer before this one
+        cos, sin = self.cos[:, :, answered: answered + 1], self.sin[:, :, answered: answered + 1]
+        mask = None if self.mask is None else self.mask[:, :, :, : self.length]
+        linear = functional.linear
+        for w, keys, values in zip(self.layers, self.keys, self.values):
+            residual = hidden
+            hidden = _rms_norm(hidden, w.input_norm, w.eps)
+            query = linear(hidden, w.q, w.q_bias).view(batch, 1, -1, self.head_dim).transpose(1, 2)
+            key = linear(hidden, w.k, w.k_bias).view(batch, 1, -1, self.head_dim).transpose(1, 2)
+            value = linear(hidden, w.v, w.v_bias).view(batch, 1, -1, self.head_dim).transpose(1, 2)
+            # Rope on queries and keys together: elementwise, so the same values, in half the ops.
+            rotated = torch.cat((query, key), dim=1)
+            rotated = rotated * cos + _rotate_half(rotated) * sin
+            query, key = rotated[:, :heads], rotated[:, heads:]
+            keys[:, :, start] = key[:, :, 0]
+            values[:, :, start] = value[:, :, 0]
+            hidden = self._attend(query, keys[:, :, : self.length], values[:, :, : self.length], mask)
+            hidden = residual + linear(hidden, w.o)
+            residual = hidden
+            hidden = _rms_norm(hidden, w.post_norm, w.eps)
+            hidden = residual + linear(functional.silu(linear(hidden, w.gate)) * linear(hidden, w.up), w.down)
+        return self.lm_head(_rms_norm(hidden, self.norm.weight, self.norm.variance_epsilon))
+
+    def _attend(self, query, keys, values, mask) -> torch.Tensor:
+        """transformers' `sdpa_attention_forward` for one query token: grouped heads through
+        SDPA's `enable_gqa` without a mask, else each key/value head's queries packed as rows."""
+        batch, heads = query.shape[:2]
+        if self.groups > 1 and mask is None:
+            output = functional.scaled_dot_product_attention(query, keys, values, scale=self.scaling, enable_gqa=True)
+        else:
+            packed = query.reshape(batch, heads // self.groups, self.groups, self.head_dim)
+            output = functional.scaled_dot_product_attention(packed, keys, values, attn_mask=mask, scale=self.scaling)
+        output = output.reshape(batch, heads, 1, self.head_dim).transpose(1, 2).contiguous()
+        return output.reshape(batch, 1, -1)
+
+
+@dataclass(frozen=True)
+class _LayerWeights:
+    """One decoder layer's parameters (read once per answer, not through the modules each step)."""
+
+    input_norm: torch.Tensor
+    post_norm: torch.Tensor
+    eps: float  # both norms' (the config's rms_norm_eps)
+    q: torch.Tensor
+    q_bias: torch.Tensor | None
+    k: torch.Tensor
+    k_bias: torch.Tensor | None
+    v: torch.Tensor
+    v_bias: torch.Tensor | None
+    o: torch.Tensor
+    gate: torch.Tensor
+    up: torch.Tensor
+    down: torch.Tensor
+
+    @classmethod
+    def of(cls, layer) -> _LayerWeights:
+        attention, mlp = layer.self_attn, layer.mlp
+        return cls(
+            layer.input_layernorm.weight, layer.post_attention_layernorm.weight, layer.input_layernorm.variance_epsilon,
+            attention.q_proj.weight, attention.q_proj.bias, attention.k_proj.weight, attention.k_proj.bias,
+            attention.v_proj.weight, attention.v_proj.bias, attention.o_proj.weight,
+            mlp.gate_proj.weight, mlp.up_proj.weight, mlp.down_proj.weight,
+        )
+
+
+def _rms_norm(hidden: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    """`Qwen2_5_VLRMSNorm.forward`, op for op."""
+    dtype = hidden.dtype
+    hidden = hidden.to(torch.float32)
+    variance = hidden.pow(2).mean(-1, keepdim=True)
+    hidden = hidden * torch.rsqrt(variance + eps)
+    return weight * hidden.to(dtype)
+
+
+def _rotate_half(x: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return torch.cat((-x[..., half:], x[..., :half]), dim=-1)
