@@ -278,7 +278,9 @@ def test_each_tab_runs_in_chromium(browser, server, scene_file, tab):
         page.goto(server)
         page.get_by_role("tab", name=tab, exact=True).click()
         panel = page.locator("[role=tabpanel]:visible")
-        panel.locator("input[type=file]").first.set_input_files(str(path))
+        # The image's own upload (the regions table has one too, and the annotator mounts late):
+        # Playwright waits until it is there.
+        panel.locator(".image-container input[type=file]").first.set_input_files(str(path))
         if tab == "Visual prompting":
             _draw_reference_box(page, panel, scene)
         elif tab in ("Detection", "Pointing"):
