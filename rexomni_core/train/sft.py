@@ -261,17 +261,18 @@ class CellProbeCallback(TrainerCallback):
 
 
 class ConversationDataset(Dataset):
-    """The first `length` items of an endless indexable source, as a map-style dataset: the
-    Trainer shuffles indices, shards them across processes and skips them on resume."""
+    """`length` items of an endless indexable source from `start` on, as a map-style dataset:
+    the Trainer shuffles indices, shards them across processes and skips them on resume; stage 0
+    starts at the index where a resumed run stopped."""
 
-    def __init__(self, source, length: int):
-        self.source, self.length = source, length
+    def __init__(self, source, length: int, start: int = 0):
+        self.source, self.length, self.start = source, length, start
 
     def __len__(self) -> int:
         return self.length
 
     def __getitem__(self, index: int):
-        return self.source[index]
+        return self.source[self.start + index]
 
 
 def spacer_token_ids(tokenizer) -> set[int]:

@@ -44,6 +44,7 @@ from ..data.formats.atomic import staged_folder
 from ..model import RexOmni
 from .common import latest_checkpoint
 from .configs import VisionConfig
+from .sft import ConversationDataset
 
 IMAGE_ONLY_TEXT = "<|vision_start|><|image_pad|><|vision_end|>"
 CLASS_HEADS = {"category": CELL_CATEGORIES, "colour": CELL_COLOURS, "shape": CELL_SHAPES, "char": CELL_CHARACTERS}
@@ -110,19 +111,6 @@ class _Collate:
     def __call__(self, items):
         images, targets = zip(*items)
         return list(images), stack_targets(targets)
-
-
-class _Slice(torch.utils.data.Dataset):
-    """Items `start`, `start + 1`, … of an endless indexable source."""
-
-    def __init__(self, source, start: int, length: int):
-        self.source, self.start, self.length = source, start, length
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, i: int):
-        return self.source[self.start + i]
 
 
 def load_start_model(config: VisionConfig) -> RexOmni:
@@ -196,7 +184,7 @@ def train_vision(config: VisionConfig) -> Path:
     source = config.data.build(square_side=config.square_side)
     remaining = (config.max_steps - step) * config.batch_size
     loader = torch.utils.data.DataLoader(
-        _Slice(source, step * config.batch_size, max(remaining, 0)), batch_size=config.batch_size,
+        ConversationDataset(source, max(remaining, 0), start=step * config.batch_size), batch_size=config.batch_size,
         collate_fn=_Collate(), num_workers=config.dataloader_num_workers,
     )
     running: dict[str, list[float]] = {}
