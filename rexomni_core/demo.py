@@ -47,6 +47,8 @@ TAB_ENDPOINTS = {
     "Keypoints": "keypoints",
 }
 EXAMPLES_DIR = Path(__file__).parent / "assets" / "examples"
+# Where Gradio keeps answered examples; the app files them under the loaded weights' fingerprint.
+EXAMPLES_CACHE_ROOT = Path(os.environ.get("GRADIO_EXAMPLES_CACHE", ".gradio/cached_examples"))
 
 
 @dataclass
@@ -101,6 +103,29 @@ def about_markdown(loaded: LoadedModel) -> str:
 
 
 EMBEDDED_NAME = "Rex-Omni-nano (embedded)"
+
+
+def weights_fingerprint(model) -> str:
+    """A short hash of a RexOmni model's weights (names, shapes and the first values of every
+    tensor): cheap even for the 3B, and different after any training step."""
+    import hashlib
+
+    import torch
+
+    digest = hashlib.sha256()
+    for name, tensor in model.model.state_dict().items():
+        head = tensor.detach().reshape(-1)[:64].to("cpu", torch.float32)
+        digest.update(f"{name}{tuple(tensor.shape)}".encode() + head.numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def use_examples_cache_of(model) -> Path:
+    """Point Gradio's examples cache at a folder of this model's own. Gradio reuses a cached
+    example whose folder exists, whatever model answered it, so a new checkpoint served from the
+    same directory would otherwise show the old one's answers."""
+    folder = EXAMPLES_CACHE_ROOT / weights_fingerprint(model)
+    os.environ["GRADIO_EXAMPLES_CACHE"] = str(folder)
+    return folder
 
 
 def load_model(name_or_path: str | None) -> LoadedModel:
@@ -332,6 +357,8 @@ def build_demo(
     `cache_examples` answers every example once at start-up, so clicking one shows its result
     at once (the launchers turn it on; tests leave it off)."""
     cache = cache_examples and loaded.model is not None
+    if cache:
+        use_examples_cache_of(loaded.model)
     predict = loaded.model.predict if loaded.model is not None else None
     if predict is not None and gpu is not None:
         predict = gpu(predict)

@@ -240,6 +240,24 @@ def test_about_panel_says_what_the_nano_knows_and_the_limits(nano):
     assert "Limits" in about and "20 MB" in about
 
 
+def test_cached_examples_are_filed_under_the_weights_that_answered_them(nano, monkeypatch, tmp_path):
+    import torch
+
+    from rexomni_core import demo
+    from rexomni_core.nano.architecture import build_nano
+
+    monkeypatch.setattr(demo, "EXAMPLES_CACHE_ROOT", tmp_path)
+    monkeypatch.setenv("GRADIO_EXAMPLES_CACHE", str(tmp_path))
+    shipped = demo.use_examples_cache_of(nano.model)
+    assert os.environ["GRADIO_EXAMPLES_CACHE"] == str(shipped) and shipped.parent == tmp_path
+    assert demo.use_examples_cache_of(load_model(None).model) == shipped  # same weights, same folder
+    other = build_nano(seed=1)
+    assert demo.use_examples_cache_of(other) != shipped
+    with torch.no_grad():  # one step of training moves one value
+        next(other.model.parameters()).reshape(-1)[0] += 1e-3
+    assert demo.use_examples_cache_of(other) not in (shipped, demo.EXAMPLES_CACHE_ROOT / demo.weights_fingerprint(build_nano(seed=1)))
+
+
 def test_a_model_that_cannot_load_shows_why_instead_of_a_traceback():
     from gradio_client import Client
 

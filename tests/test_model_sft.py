@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import pytest
 
@@ -6,12 +7,22 @@ pytest.importorskip("transformers")
 import torch
 import torch.nn.functional as F
 
+from rexomni_core.data.samplers import ConversationStream
+from rexomni_core.errors import InputError
 from rexomni_core.grammar import IM_END
 from rexomni_core.model import RexOmni
 from rexomni_core.nano.architecture import build_nano
 from rexomni_core.tokenizer import coordinate_token_ids
+from rexomni_core.train import sft
 from rexomni_core.train.configs import DataConfig, SFTConfig
-from rexomni_core.train.sft import IGNORE_INDEX, SFTCollator, coordinate_loss, train_sft
+from rexomni_core.train.sft import (
+    IGNORE_INDEX,
+    ConversationDataset,
+    SFTCollator,
+    TaskGroupedSampler,
+    coordinate_loss,
+    train_sft,
+)
 from tests.tiny_shapes import TinyShapes
 
 # A smaller nano for trainer tests: the code path is the same, the steps are ~10x cheaper.
@@ -108,6 +119,82 @@ def test_short_sft_learns_resumes_and_round_trips(tmp_path):
     state = json.loads((tmp_path / "run" / "checkpoint-26" / "trainer_state.json").read_text())
     assert state["global_step"] == 26
     assert min(h["step"] for h in state["log_history"]) == 4  # history carried over from the first run
+
+
+THREE_TASKS = [
+    {"world": "shapes", "task": "pointing", "split": "single"},
+    {"world": "shapes", "task": "detection", "split": "few"},
+    {"world": "keypoints", "task": "keypoint"},
+]
+
+
+def test_task_grouped_sampler_batches_one_task_in_a_fixed_permutation():
+    stream = ConversationStream(mixture=THREE_TASKS, seed=3)
+    dataset = ConversationDataset(stream, length=200, start=17)
+    order = list(TaskGroupedSampler(dataset, batch_size=8, seed=0, window_batches=8))
+    assert sorted(order) == list(range(200))
+    assert order == list(TaskGroupedSampler(dataset, batch_size=8, seed=0, window_batches=8))
+    assert order != list(TaskGroupedSampler(dataset, batch_size=8, seed=1, window_batches=8))
+
+    def single_task_share(indices):
+        batches = [[stream.entry_index(17 + i) for i in indices[j:j + 8]] for j in range(0, len(indices), 8)]
+        return sum(len(set(batch)) == 1 for batch in batches) / len(batches)
+
+    assert single_task_share(order) >= 0.7
+    assert single_task_share(list(range(200))) < 0.1
+    # The entry named without drawing the scene is the one the conversation comes from.
+    for i in range(0, 30, 7):
+        assert stream[i].task == THREE_TASKS[stream.entry_index(i)]["task"]
+
+
+def test_sft_batches_by_task_when_asked(tmp_path, monkeypatch):
+    built = []
+
+    class Recording(TaskGroupedSampler):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+    monkeypatch.setattr(sft, "TaskGroupedSampler", Recording)
+    config = SFTConfig(
+        output_dir=str(tmp_path / "run"), max_steps=2, batch_size=2, save_steps=2, nano_architecture=MICRO,
+        data=DataConfig(kwargs={"mixture": THREE_TASKS[:2], "seed": 1}), batch_by_task=True,
+    )
+    train_sft(config)
+    assert len(built) == 1 and built[0].batch_size == 2
+    built.clear()
+    config.output_dir, config.batch_by_task = str(tmp_path / "plain"), False
+    train_sft(config)
+    assert not built
+
+
+def test_sft_keeps_the_dense_loss_saves_its_heads_in_checkpoints_and_resumes_exactly(tmp_path):
+    from safetensors.torch import load_file
+
+    config = SFTConfig(
+        output_dir=str(tmp_path / "run"), max_steps=4, batch_size=2, save_steps=2, save_total_limit=3,
+        nano_architecture=MICRO, square_side=112, learning_rate=1e-3, warmup_steps=0,
+        data=DataConfig(kwargs={"mixture": THREE_TASKS[:2], "seed": 1}),
+        dense_weight=0.5, dense_batch_size=2,
+        dense_data=DataConfig("rexomni_core.data.cell_targets:CellTargetStream",
+                              {"mixture": [{"world": "shapes", "split": "few"}], "seed": 3}),
+    )
+    final = train_sft(config)
+    history = json.loads((final / "log_history.json").read_text())
+    assert any(entry.get("dense_loss", 0) > 0 for entry in history)
+    run = tmp_path / "run"
+    heads = [torch.load(run / f"checkpoint-{step}" / "dense_heads.pt") for step in (2, 4)]
+    assert not torch.equal(heads[0]["heads.colour.weight"], heads[1]["heads.colour.weight"])
+    assert not list(final.glob("dense_heads*"))  # the heads never reach the final model
+    weights = load_file(final / "model.safetensors")
+    assert not [key for key in weights if "heads" in key]
+    # Killed after step 2: the rerun resumes heads, optimizer and scene stream, to the same weights.
+    shutil.rmtree(run / "checkpoint-4")
+    shutil.rmtree(final)
+    again = load_file(train_sft(config) / "model.safetensors")
+    assert all(torch.equal(weights[key], again[key]) for key in weights)
+    with pytest.raises(InputError, match="dense_weight"):
+        SFTConfig(dense_weight=1.0, freeze_vision=True).check()
 
 
 def test_lora_sft_saves_a_merged_model_with_its_square_view(tmp_path):

@@ -28,7 +28,7 @@ from rexomni_core.data.worlds import generate
 from rexomni_core.errors import InputError
 from rexomni_core.model import RexOmni
 from rexomni_core.train.configs import DataConfig, VisionConfig
-from rexomni_core.train.vision import train_vision
+from rexomni_core.train.vision import HEAD_SIZES, stack_targets, train_vision, vision_losses
 from tests.test_model_sft import MICRO
 
 
@@ -56,6 +56,22 @@ def test_cells_belong_to_the_object_covering_most_of_them_and_a_small_object_kee
     assert np.isnan(targets.box[2]).all()
     assert targets.centre.argmax() in (0, 4)  # the big square's centre (42, 42) lies in cell (1, 0)
     assert targets.keypoints.max() == 0
+    # Each object's centre cell, and no other: (1, 0) for the big square, (3, 3) for the small circle.
+    assert np.flatnonzero(targets.centre_cell).tolist() == [4, 15]
+
+
+def test_centre_shape_cells_ask_the_shape_of_centre_cells_only():
+    scene = Scene(Image.new("RGB", (224, 112)), "shapes", "normal", 0, [_square("red square", 0, 0, 84)])
+    targets = stack_targets([cell_targets(scene, 112)])
+    logits = {name: torch.zeros(16, size, requires_grad=True) for name, size in HEAD_SIZES.items()}
+    edge_cells = targets["centre_cell"].logical_not() & (targets["category"] > 0)
+    for cells, expected in (("owned", True), ("centre", False)):
+        loss = vision_losses(logits, targets, {}, 0.3, shape_cells=cells)["shape"]
+        (gradient,) = torch.autograd.grad(loss, logits["shape"])
+        assert bool(gradient[edge_cells].abs().sum() > 0) is expected
+        assert gradient[targets["centre_cell"]].abs().sum() > 0
+    with pytest.raises(InputError, match="shape_cells"):
+        VisionConfig(shape_cells="middle").check()
 
 
 def test_coverage_is_the_share_of_each_cells_pixels():

@@ -20,6 +20,8 @@ small shape still owns one cell), unless another object covers that cell more. T
 - `box`: `(G * G, 4)` the owning object's box as fractions of the image (x0, y0, x1, y1), NaN on
   background cells;
 - `centre`: a Gaussian bump (σ `CENTRE_SIGMA` cells) at each object's box centre, max over objects;
+- `centre_cell`: bool, the cell holding an object's box centre, when that object owns it (where
+  an object-centred target, such as the shape seen from the whole object, is asked);
 - `keypoints`: `(G * G, K)` a bump per person keypoint (`KEYPOINT_SCHEMAS["person"]`), zero elsewhere.
 """
 
@@ -59,6 +61,7 @@ class CellTargets:
     box: np.ndarray
     centre: np.ndarray
     keypoints: np.ndarray
+    centre_cell: np.ndarray
 
     @property
     def owned(self) -> np.ndarray:
@@ -139,10 +142,13 @@ def cell_targets(scene: Scene, square_side: int) -> CellTargets:
     owner = np.where(coverage.max(axis=0, initial=0) >= MIN_COVERAGE, coverage.argmax(axis=0) if len(coverage) else -1, -1)
     centres = np.array([[(a.box[0] + a.box[2]) / 2 * cells / width, (a.box[1] + a.box[3]) / 2 * cells / height]
                         for a in scene.annotations]).reshape(-1, 2)
-    for i, (cx, cy) in enumerate(centres):
-        cell = min(int(cy), cells - 1) * cells + min(int(cx), cells - 1)
+    centre_cells = [min(int(cy), cells - 1) * cells + min(int(cx), cells - 1) for cx, cy in centres]
+    for i, cell in enumerate(centre_cells):
         if owner[cell] < 0 or coverage[owner[cell], cell] < coverage[i, cell]:
             owner[cell] = i
+    centre_cell = np.zeros(n, dtype=bool)
+    for i, cell in enumerate(centre_cells):
+        centre_cell[cell] |= owner[cell] == i
 
     category = np.zeros(n, dtype=np.int64)
     colour, shape = np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
@@ -165,7 +171,8 @@ def cell_targets(scene: Scene, square_side: int) -> CellTargets:
         points = [(a.keypoints[name][0] * cells / width, a.keypoints[name][1] * cells / height)
                   for a in scene.annotations if a.keypoints and a.keypoints.get(name) is not None]
         keypoints[:, k] = _bumps(np.array(points).reshape(-1, 2), cells)
-    return CellTargets(category, colour, shape, char, box, _bumps(centres, cells).astype(np.float32), keypoints)
+    return CellTargets(category, colour, shape, char, box, _bumps(centres, cells).astype(np.float32), keypoints,
+                       centre_cell)
 
 
 @dataclass(frozen=True)

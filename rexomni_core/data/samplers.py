@@ -336,11 +336,19 @@ class ConversationStream:
         self._cumulative = np.cumsum(weights / weights.sum())
         self._next = self.start
 
+    def entry_index(self, index: int) -> int:
+        """Which mixture entry conversation `index` comes from, without drawing its scene (a
+        trainer batches conversations of one entry together: their answers are alike in length)."""
+        return self._pick_entry(_index_rng(self.seed, index)[1])
+
+    def _pick_entry(self, rng: random.Random) -> int:
+        return min(int(np.searchsorted(self._cumulative, rng.random())), len(self.mixture) - 1)
+
     def __getitem__(self, index: int) -> Conversation:
         scene_seed, rng = _index_rng(self.seed, index)
         # A scene that cannot pose the drawn task (rare: no unambiguous referring expression)
         # is replaced by the next scene of the same entry; still pure in (seed, index).
-        entry = self.mixture[min(int(np.searchsorted(self._cumulative, rng.random())), len(self.mixture) - 1)]
+        entry = self.mixture[self._pick_entry(rng)]
         while True:
             scene = generate(entry.world, scene_seed, entry.split)
             conversation = sample_conversation(scene, entry.task, rng, entry.absent_phrases)

@@ -4,7 +4,8 @@ On frozen visual tokens (the merger's output, what the language model reads), ri
 onto one-hot targets are fit on the object cells of `train_images` shapes scenes (their own seed)
 and tested on the object cells of the held-out normal-split scenes (`HELDOUT_SEED`, the images of
 the held-out test set): the share of test object cells whose colour, shape and full category
-(colour + shape, of the 30) the argmax names. Object cells are those `data/cell_targets.py`
+(colour + shape, of the 30) the argmax names, and the shape's share on objects' centre cells
+alone (`shape_centre`: the token that can see the whole object). Object cells are those `data/cell_targets.py`
 gives to an object. The model's own square view is used unless another side is asked for.
 
     python -m rexomni_core.nano.cell_probe --model DIR [--side 224]   # None: the shipped nano
@@ -49,7 +50,7 @@ class CellProbe:
         return np.concatenate(chunks)
 
     def measure(self, rexomni: RexOmni) -> dict:
-        """{colour, shape, category}: held-out object-cell accuracy, and the cell counts."""
+        """{colour, shape, category, shape_centre}: held-out object-cell accuracy, and the cell counts."""
         if rexomni.square_side != self.square_side:
             raise ValueError(f"the probe was built for a {self.square_side}² view, the model reads "
                              f"{rexomni.square_side}²")
@@ -58,13 +59,17 @@ class CellProbe:
         for name, items in (("train", self.train), ("test", self.test)):
             targets = [t for _, t in items]
             owned = np.concatenate([t.owned for t in targets])
+            centre = np.concatenate([t.centre_cell for t in targets])[owned]
             sets[name] = (self._features(rexomni, items)[owned],
-                          {key: np.concatenate([getattr(t, key) for t in targets])[owned] for key in PROBED})
-        (train_x, train_y), (test_x, test_y) = sets["train"], sets["test"]
+                          {key: np.concatenate([getattr(t, key) for t in targets])[owned] for key in PROBED}, centre)
+        (train_x, train_y, _), (test_x, test_y, test_centre) = sets["train"], sets["test"]
         scale = train_x.std() + 1e-9  # ridge strength comparable across models whose norms differ
         for key, classes in PROBED.items():
             scores = ridge(train_x / scale, np.eye(classes)[train_y[key]], test_x / scale)
-            results[key] = round(float((scores.argmax(1) == test_y[key]).mean()), 3)
+            right = scores.argmax(1) == test_y[key]
+            results[key] = round(float(right.mean()), 3)
+            if key == "shape":  # the centre cell: the token that can see the whole object
+                results["shape_centre"] = round(float(right[test_centre].mean()), 3)
         results |= {"train_cells": len(train_x), "test_cells": len(test_x), "side": self.square_side}
         return results
 

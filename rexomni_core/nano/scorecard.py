@@ -2,7 +2,7 @@
 scenes of each world (`HELDOUT_SEED`, which no training stream draws), with the project's
 evaluators (`eval.run.evaluate_model`, sound protocol, phrases = what each image holds).
 
-    python -m rexomni_core.nano.scorecard --model DIR [--count 200] [--out runs/nano/scorecard-v3]
+    python -m rexomni_core.nano.scorecard --model DIR [--count 200] --out runs/nano/scorecard-v3 [--worlds shapes]
 
 The target table's referring row is not here: a `rexomni data synth` folder carries category
 names, not referring expressions, so `eval run --task referring` on it asks category names and
@@ -56,10 +56,14 @@ def heldout_folder(root: Path, world: str, count: int) -> Path:
     return folder
 
 
-def scorecard(model: RexOmni, root: Path, out: Path, count: int, fingerprint: str) -> list[dict]:
+def scorecard(model: RexOmni, root: Path, out: Path, count: int, fingerprint: str,
+              worlds: tuple[str, ...] | None = None) -> list[dict]:
+    """The rows of `worlds` (None: every world), measured; also written to `out/scorecard.json`."""
     measured: dict[str, dict] = {}
     rows = []
     for row in ROWS:
+        if worlds is not None and row.world not in worlds:
+            continue
         if row.task not in measured:
             data = heldout_folder(root, row.world, count)
             measured[row.task] = evaluate_model(model, data, row.task, out / row.task, model_fingerprint=fingerprint)
@@ -83,10 +87,15 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=200, help="held-out images per world")
     parser.add_argument("--test-root", type=Path, default=Path("runs/nano"))
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--worlds", default=None, help="comma-separated worlds to score (default: all): shapes,ocr,gui,keypoints")
     args = parser.parse_args()
+    worlds = tuple(args.worlds.split(",")) if args.worlds else None
+    known = {row.world for row in ROWS}
+    if worlds is not None and set(worlds) - known:
+        parser.error(f"--worlds: unknown {sorted(set(worlds) - known)}; known: {', '.join(sorted(known))}")
     model = RexOmni.from_pretrained(args.model, device="cpu")
     args.out.mkdir(parents=True, exist_ok=True)
-    rows = scorecard(model, args.test_root, args.out, args.count, fingerprint=str(args.model or "shipped nano"))
+    rows = scorecard(model, args.test_root, args.out, args.count, fingerprint=str(args.model or "shipped nano"), worlds=worlds)
     print(markdown(rows))
 
 

@@ -134,11 +134,11 @@ class TrainingConfig(YamlConfig):
 @dataclass
 class SFTConfig(TrainingConfig):
     POSITIVE = TrainingConfig.POSITIVE + (
-        "batch_size", "gradient_accumulation_steps", "square_side", "min_pixels", "max_pixels"
+        "batch_size", "gradient_accumulation_steps", "square_side", "min_pixels", "max_pixels", "dense_batch_size"
     )
     NON_NEGATIVE = ("min_learning_rate_ratio", "warmup_steps", "weight_decay", "max_grad_norm", "coordinate_sigma",
                     "coordinate_radius", "attention_grounding", "dataloader_num_workers",
-                    "vision_learning_rate_ratio", "probe_test_images")
+                    "vision_learning_rate_ratio", "probe_test_images", "dense_weight")
 
     output_dir: str = "runs/sft"
     model: str | None = NANO_INIT  # here also "nano-init": a fresh nano model
@@ -183,6 +183,17 @@ class SFTConfig(TrainingConfig):
     # The cell probe (nano/cell_probe.py) at every checkpoint, logged, so a collapse of the
     # visual tokens shows at once (0 test images: off; square views only).
     probe_test_images: int = 0
+    # Batch conversations of one mixture entry together (a mixture stream's data only): a batch
+    # pads to its longest answer, so mixing keypoint answers with pointing ones wastes most steps.
+    batch_by_task: bool = False
+    # Stage 0's dense loss kept beside the next-token loss (`train/vision.py` DenseAuxiliary):
+    # `dense_weight` × the cell-target loss of `dense_batch_size` scenes from `dense_data` per
+    # step through linear heads on the visual tokens (`dense_head_weights` as stage 0's
+    # `head_weights`), dropped at the end. 0: off. Needs a square view.
+    dense_weight: float = 0.0
+    dense_batch_size: int = 8
+    dense_data: DataConfig = field(default_factory=lambda: DataConfig(factory="rexomni_core.data.cell_targets:CellTargetStream"))
+    dense_head_weights: dict[str, float] = field(default_factory=dict)
 
     def check(self) -> None:
         super().check()
@@ -190,6 +201,9 @@ class SFTConfig(TrainingConfig):
             raise InputError(f"SFTConfig.quantization must be nf4 or null, got {self.quantization!r}")
         if self.quantization and self.lora.r <= 0:
             raise InputError("SFTConfig.quantization trains LoRA over frozen 4-bit weights: set lora.r > 0")
+        if self.dense_weight > 0 and (self.lora.r > 0 or self.freeze_vision):
+            raise InputError("SFTConfig.dense_weight trains the vision tower on cell targets: it needs full "
+                             "training (no LoRA) and freeze_vision off")
 
 
 @dataclass
@@ -220,6 +234,9 @@ class VisionConfig(TrainingConfig):
     # not listed) and of background cells against object cells in the class heads.
     head_weights: dict[str, float] = field(default_factory=dict)
     background_weight: float = 0.3
+    # Which object cells the shape head is asked about: "owned" (every cell an object owns) or
+    # "centre" (each object's centre cell only: the shape seen from the whole object).
+    shape_cells: str = "owned"
     # The cell probe run at the start and at every checkpoint (0 test images: none).
     probe_train_images: int = 200
     probe_test_images: int = 100
@@ -227,6 +244,8 @@ class VisionConfig(TrainingConfig):
 
     def check(self) -> None:
         super().check()
+        if self.shape_cells not in ("owned", "centre"):
+            raise InputError(f"VisionConfig.shape_cells is 'owned' or 'centre', got {self.shape_cells!r}")
         if self.square_side % 28:
             raise InputError(f"VisionConfig.square_side must be a multiple of 28 (whole image tokens), got {self.square_side}")
 

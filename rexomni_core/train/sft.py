@@ -20,9 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Sampler
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from ..coords import NUM_BINS
@@ -183,15 +184,27 @@ class RexOmniTrainer(ResumeWithWeights, Trainer):
         grounding_weight: float = 0.0,
         grounding_layers: Sequence[int] = (),
         spacer_ids: set[int] = frozenset(),
+        batch_by_task: bool = False,
+        dense=None,
         **kwargs,
     ):
+        self.batch_by_task = batch_by_task  # read while the Trainer builds its data loader
+        self.dense, self._dense_calls = dense, None  # a DenseAuxiliary (train/vision.py), or None
         super().__init__(*args, **kwargs)
         self.coordinate_ids, self.sigma, self.radius = coordinate_ids, sigma, radius
         self.grounding_weight, self.grounding_layers, self.spacer_ids = grounding_weight, grounding_layers, spacer_ids
         self._grounding_log: list[float] = []
+        self._dense_log: list[float] = []
         # Built once: the grounding term looks every answer token up in it at each step.
         vocab_size = self.model.config.text_config.vocab_size
         self._bin_of = coordinate_bin_table(coordinate_ids, vocab_size) if grounding_weight > 0 else None
+
+    def _get_train_sampler(self, train_dataset=None):
+        dataset = train_dataset if train_dataset is not None else self.train_dataset
+        if self.batch_by_task and hasattr(getattr(dataset, "source", None), "entry_index"):
+            # Per device batch: each one pads on its own, accumulated or not.
+            return TaskGroupedSampler(dataset, self._train_batch_size, self.args.seed)
+        return super()._get_train_sampler(train_dataset)
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         labels = inputs.pop("labels")
@@ -204,7 +217,28 @@ class RexOmniTrainer(ResumeWithWeights, Trainer):
         loss = coordinate_loss(outputs.logits, labels[:, -keep:], ids, self.sigma, self.radius)
         if grounding:
             loss = loss + self.grounding_weight * self._grounding_loss(model, inputs, labels, outputs.attentions)
+        if self.dense is not None and model.training:
+            if self._dense_calls is None:  # one scene batch per loss computed, counted from the step resumed at
+                self._dense_calls = self.state.global_step * self.args.gradient_accumulation_steps
+            if self._dense_calls % self.args.gradient_accumulation_steps == 0:
+                # The Trainer zeroes the model's gradients only: the heads' would pile up over steps.
+                self.dense.heads.zero_grad(set_to_none=True)
+            dense = self.dense.loss(self._dense_calls)
+            self._dense_calls += 1
+            self._dense_log.append(float(dense.detach()))
+            loss = loss + dense
         return (loss, outputs) if return_outputs else loss
+
+    def _save_optimizer_and_scheduler(self, output_dir: str) -> None:
+        super()._save_optimizer_and_scheduler(output_dir)
+        if self.dense is not None:  # before trainer_state.json, which marks a checkpoint complete
+            self.dense.save(Path(output_dir))
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if self.dense is not None and checkpoint is not None:
+            self.dense.load(Path(checkpoint))
+            self._dense_calls = None
 
     def _grounding_loss(self, model, inputs, labels, attentions) -> torch.Tensor:
         config = self.accelerator.unwrap_model(model).config
@@ -221,16 +255,21 @@ class RexOmniTrainer(ResumeWithWeights, Trainer):
         if self._grounding_log:
             logs["grounding_loss"] = round(sum(self._grounding_log) / len(self._grounding_log), 4)
         self._grounding_log = []
+        if self._dense_log:
+            logs["dense_loss"] = round(sum(self._dense_log) / len(self._dense_log), 4)
+        self._dense_log = []
         super().log(logs, *args, **kwargs)
 
 
-def optimizer_with_vision_ratio(model, visual, config: SFTConfig) -> torch.optim.Optimizer:
+def optimizer_with_vision_ratio(model, visual, config: SFTConfig, extra=None) -> torch.optim.Optimizer:
     """AdamW with the vision tower's parameters at `vision_learning_rate_ratio` × the peak rate
-    (the schedule scales both groups alike); weight decay spares biases and norms, as the
-    Trainer's own optimizer does."""
+    (the schedule scales both groups alike), and the modules of `extra` (the dense auxiliary's
+    heads) at the peak rate; weight decay spares biases and norms, as the Trainer's own
+    optimizer does."""
     visual = {id(p) for p in visual.parameters()}
     groups: dict[tuple[bool, bool], list] = {}
-    for name, parameter in model.named_parameters():
+    named = list(model.named_parameters()) + (list(extra.named_parameters()) if extra is not None else [])
+    for name, parameter in named:
         if parameter.requires_grad:
             decays = parameter.ndim > 1 and "norm" not in name
             groups.setdefault((id(parameter) in visual, decays), []).append(parameter)
@@ -258,6 +297,29 @@ class CellProbeCallback(TrainerCallback):
         entry = {"step": state.global_step} | {f"probe_{k}": v for k, v in found.items() if k in ("colour", "shape", "category")}
         state.log_history.append(entry)
         print(entry, flush=True)
+
+
+class TaskGroupedSampler(Sampler[int]):
+    """The indices of a `ConversationDataset` over a mixture stream, ordered so that each batch
+    holds conversations of one mixture entry where it can: a batch pads to its longest answer,
+    and a keypoint answer is several times a pointing one. Windows of `window_batches` batches
+    are sorted by entry (stably), cut into batches, and the batches shuffled within the window:
+    pure in (seed, length), so a resumed run that skips the batches it has done sees the same order."""
+
+    def __init__(self, dataset: ConversationDataset, batch_size: int, seed: int, window_batches: int = 32):
+        self.dataset, self.batch_size, self.seed, self.window = dataset, batch_size, seed, batch_size * window_batches
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __iter__(self):
+        entry_of = self.dataset.source.entry_index
+        for start in range(0, len(self.dataset), self.window):
+            window = range(start, min(start + self.window, len(self.dataset)))
+            ordered = sorted(window, key=lambda i: entry_of(self.dataset.start + i))
+            batches = [ordered[i:i + self.batch_size] for i in range(0, len(ordered), self.batch_size)]
+            for b in np.random.default_rng([self.seed, start]).permutation(len(batches)):
+                yield from batches[b]
 
 
 class ConversationDataset(Dataset):
@@ -334,9 +396,16 @@ def train_sft(config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()) -> P
     )
     # A probe needs a square view (one token grid for every image); it reads the live tower.
     probes = [CellProbeCallback(rexomni, config.probe_test_images)] if config.probe_test_images else []
+    dense = None
+    if config.dense_weight > 0:
+        from .vision import DenseAuxiliary  # vision.py reads this module's dataset
+
+        dense = DenseAuxiliary(rexomni, config.dense_data, config.dense_batch_size, config.dense_weight,
+                               config.dense_head_weights, num_workers=config.dataloader_num_workers)
     optimizer = None  # the Trainer's own
-    if config.vision_learning_rate_ratio != 1:
-        optimizer = optimizer_with_vision_ratio(model, rexomni.model.model.visual, config)
+    if config.vision_learning_rate_ratio != 1 or dense is not None:
+        optimizer = optimizer_with_vision_ratio(model, rexomni.model.model.visual, config,
+                                                dense.heads if dense is not None else None)
     trainer = RexOmniTrainer(
         model=model,
         args=args,
@@ -351,6 +420,8 @@ def train_sft(config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()) -> P
         spacer_ids=spacer_token_ids(rexomni.tokenizer) if config.attention_grounding > 0 else frozenset(),
         callbacks=list(callbacks) + probes,
         optimizers=(optimizer, None),
+        batch_by_task=config.batch_by_task,
+        dense=dense,
     )
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if config.quantization:  # merged into the full-precision weights, not the 4-bit ones

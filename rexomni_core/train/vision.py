@@ -68,7 +68,8 @@ class VisionHeads(nn.Module):
 
 def stack_targets(targets: Sequence[CellTargets]) -> dict[str, torch.Tensor]:
     """The cell targets of a batch, concatenated in token order (image by image, raster order)."""
-    return {name: torch.from_numpy(np.concatenate([getattr(t, name) for t in targets])) for name in HEAD_SIZES}
+    return {name: torch.from_numpy(np.concatenate([getattr(t, name) for t in targets]))
+            for name in (*HEAD_SIZES, "centre_cell")}
 
 
 def _balanced_cross_entropy(logits, target, owned, background_weight: float) -> torch.Tensor:
@@ -83,11 +84,17 @@ def _balanced_cross_entropy(logits, target, owned, background_weight: float) -> 
     return total
 
 
-def vision_losses(outputs, targets, head_weights: dict[str, float], background_weight: float) -> dict[str, torch.Tensor]:
-    """Each head's loss (weighted) and their sum under "loss"."""
+def vision_losses(outputs, targets, head_weights: dict[str, float], background_weight: float,
+                  shape_cells: str = "owned") -> dict[str, torch.Tensor]:
+    """Each head's loss (weighted by `head_weights`, 1 when not named) and their sum under
+    "loss". With `shape_cells == "centre"` an object's shape is asked of its centre cell only, the
+    token that must see the whole object to answer (its edge cells look alike across shapes)."""
     owned = targets["category"] > 0
-    losses = {name: _balanced_cross_entropy(outputs[name], targets[name], owned, background_weight)
-              for name in CLASS_HEADS}
+    class_targets = {name: targets[name] for name in CLASS_HEADS}
+    if shape_cells == "centre":
+        class_targets["shape"] = targets["shape"].masked_fill(owned & ~targets["centre_cell"], IGNORE)
+    losses = {name: _balanced_cross_entropy(outputs[name], target, owned, background_weight)
+              for name, target in class_targets.items()}
     box_cells = ~torch.isnan(targets["box"][:, 0])
     losses["box"] = (F.l1_loss(outputs["box"][box_cells].sigmoid(), targets["box"][box_cells])
                      if box_cells.any() else outputs["box"].sum() * 0)
@@ -111,6 +118,52 @@ class _Collate:
     def __call__(self, items):
         images, targets = zip(*items)
         return list(images), stack_targets(targets)
+
+
+class DenseAuxiliary:
+    """Stage 0's loss kept beside SFT's next-token loss, so that what the visual tokens show is
+    not eroded while the language model learns to read them: each call draws the next batch of
+    scenes from `data` (a `CellTargetStream`, at the model's square view), and returns `weight` ×
+    the cell-target loss of linear heads on the live tower's tokens. The heads train with the
+    model (`parameters()` go into its optimizer), are saved into every checkpoint
+    (`save`/`load`, resumed exactly: the scene stream restarts at the index the step implies) and
+    never into the final model."""
+
+    FILE = "dense_heads.pt"
+
+    def __init__(self, rexomni: RexOmni, data, batch_size: int, weight: float, head_weights: dict[str, float],
+                 background_weight: float = 0.3, num_workers: int = 0):
+        if not rexomni.square_side:
+            raise ValueError("the dense auxiliary loss needs a square view (one token grid per image)")
+        self.rexomni, self.batch_size, self.weight = rexomni, batch_size, weight
+        self.head_weights, self.background_weight, self.num_workers = head_weights, background_weight, num_workers
+        self.source = data.build(square_side=rexomni.square_side)
+        self.heads = VisionHeads(rexomni.model.config.vision_config.out_hidden_size)
+        self._batches = None
+
+    def parameters(self):
+        return self.heads.parameters()
+
+    def loss(self, call: int) -> torch.Tensor:
+        """The weighted loss of scene batch `call` (0, 1, …: one per loss computed in training)."""
+        if self._batches is None:  # first call, or first after a resume
+            dataset = ConversationDataset(self.source, 1 << 40, start=call * self.batch_size)
+            # A generator of its own: making an iterator draws a seed, which must not move the
+            # global RNG the Trainer restores on resume.
+            self._batches = iter(torch.utils.data.DataLoader(
+                dataset, batch_size=self.batch_size, collate_fn=_Collate(), num_workers=self.num_workers,
+                generator=torch.Generator().manual_seed(call)))
+        images, targets = next(self._batches)
+        self.heads.to(self.rexomni.device)
+        outputs = self.heads(visual_tokens(self.rexomni, images))
+        return self.weight * vision_losses(outputs, targets, self.head_weights, self.background_weight)["loss"]
+
+    def save(self, checkpoint: Path) -> None:
+        torch.save(self.heads.state_dict(), Path(checkpoint) / self.FILE)
+
+    def load(self, checkpoint: Path) -> None:
+        self.heads.load_state_dict(torch.load(Path(checkpoint) / self.FILE, weights_only=True))
+        self._batches = None
 
 
 def load_start_model(config: VisionConfig) -> RexOmni:
@@ -190,7 +243,8 @@ def train_vision(config: VisionConfig) -> Path:
     running: dict[str, list[float]] = {}
     started, first_step = time.time(), step
     for images, targets in loader:
-        losses = vision_losses(heads(visual_tokens(rexomni, images)), targets, config.head_weights, config.background_weight)
+        losses = vision_losses(heads(visual_tokens(rexomni, images)), targets, config.head_weights,
+                               config.background_weight, config.shape_cells)
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
