@@ -1,0 +1,38 @@
+#!/bin/bash
+# Nano v3's side-by-side probes of the ninth session (the model card, "Nano v3, ninth session").
+# Each variant trains into runs/probes/NAME and is skipped when its final/ exists; logs beside it.
+#   scripts/nano_v3_probes.sh A B C D E    stage 0's shape: 250 steps x 16 shapes scenes at 224²
+#   scripts/nano_v3_probes.sh dense plain  SFT continued from the shipped v2 (112²), 400 steps,
+#                                          with stage 0's dense loss beside it or without
+#   scripts/nano_v3_probes.sh throughput   stage 1a's SFT, 24 steps, not / batched by task
+# One thread per run plus a data worker (the machine has 2 cores); run two at most side by side.
+set -e
+cd "$(dirname "$0")/.."
+export PYTHONPATH=$PWD HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1
+train() { name=$1; kind=$2; shift 2; [ -d runs/probes/$name/final ] && return
+  mkdir -p runs/probes
+  python -m rexomni_core.cli train "$kind" --set output_dir=runs/probes/$name "$@" > runs/probes/$name.log 2>&1; }
+SHAPES=(--config nano_v3_vision --set max_steps=250 --set warmup_steps=20 --set save_steps=250 --set logging_steps=25
+        --set 'data.kwargs.mixture=[{world: shapes, split: normal, weight: 3}, {world: shapes, split: few, weight: 1}, {world: shapes, split: dense, weight: 1}]')
+HEADS='{char: 0, keypoints: 0}'
+CONTINUED=(--config nano_ladder4_shapes --set model=rexomni_core/assets/nano --set data.kwargs.seed=61 --set max_steps=400
+           --set learning_rate=0.0002 --set warmup_steps=20 --set bf16=false --set save_steps=100 --set save_total_limit=5
+           --set batch_by_task=true --set dataloader_num_workers=1 --set probe_test_images=100
+           --set dense_batch_size=8 --set "dense_head_weights=$HEADS"
+           --set 'dense_data={factory: "rexomni_core.data.cell_targets:CellTargetStream", kwargs: {seed: 62, mixture: [{world: shapes, split: normal, weight: 3}, {world: shapes, split: few, weight: 1}, {world: shapes, split: dense, weight: 1}]}}')
+for variant in "$@"; do
+  case $variant in
+    A) train A_base vision "${SHAPES[@]}" --set "head_weights=$HEADS" ;;
+    B) train B_fullatt vision "${SHAPES[@]}" --set "head_weights=$HEADS" --set 'nano_architecture={vision: {fullatt_block_indexes: [0, 1, 2, 3]}}' ;;
+    C) train C_lr3e-4 vision "${SHAPES[@]}" --set "head_weights=$HEADS" --set learning_rate=0.0003 ;;
+    D) train D_centre vision "${SHAPES[@]}" --set "head_weights=$HEADS" --set shape_cells=centre ;;
+    E) train E_shape_only vision "${SHAPES[@]}" --set 'head_weights={char: 0, keypoints: 0, category: 0, box: 0, centre: 0}' ;;
+    dense) train v2_dense sft "${CONTINUED[@]}" --set dense_weight=0.5 ;;
+    plain) train v2_plain sft "${CONTINUED[@]}" --set dense_weight=0 ;;
+    throughput) for grouped in false true; do
+        train tput_$grouped sft --config nano_v3_sft1 --set model=runs/nano/v3/vision/final --set max_steps=24 \
+          --set save_steps=1000 --set probe_test_images=0 --set logging_steps=4 --set batch_by_task=$grouped
+      done ;;
+    *) echo "unknown variant $variant" >&2; exit 2 ;;
+  esac
+done
