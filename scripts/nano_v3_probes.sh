@@ -4,6 +4,7 @@
 #   scripts/nano_v3_probes.sh A B C D E    stage 0's shape: 250 steps x 16 shapes scenes at 224²
 #   scripts/nano_v3_probes.sh dense plain  SFT continued from the shipped v2 (112²), 400 steps,
 #                                          with stage 0's dense loss beside it or without
+#   scripts/nano_v3_probes.sh dense_long   the same with dense_weight 1, 3 000 steps (resumable)
 #   scripts/nano_v3_probes.sh throughput   stage 1a's SFT, 24 steps, not / batched by task
 # One thread per run plus a data worker (the machine has 2 cores); run two at most side by side.
 set -e
@@ -29,6 +30,7 @@ for variant in "$@"; do
     E) train E_shape_only vision "${SHAPES[@]}" --set 'head_weights={char: 0, keypoints: 0, category: 0, box: 0, centre: 0}' ;;
     dense) train v2_dense sft "${CONTINUED[@]}" --set dense_weight=0.5 ;;
     plain) train v2_plain sft "${CONTINUED[@]}" --set dense_weight=0 ;;
+    dense_long) train v2_dense_long sft "${CONTINUED[@]}" --set dense_weight=1.0 --set max_steps=3000 --set save_total_limit=3 ;;
     throughput) for grouped in false true; do
         train tput_$grouped sft --config nano_v3_sft1 --set model=runs/nano/v3/vision/final --set max_steps=24 \
           --set save_steps=1000 --set probe_test_images=0 --set logging_steps=4 --set batch_by_task=$grouped
