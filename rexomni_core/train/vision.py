@@ -125,7 +125,7 @@ class DenseAuxiliary:
     not eroded while the language model learns to read them: each call draws the next batch of
     scenes from `data` (a `CellTargetStream`, at the model's square view), and returns `weight` ×
     the cell-target loss of linear heads on the live tower's tokens. The heads train with the
-    model (`parameters()` go into its optimizer), are saved into every checkpoint
+    model (`heads` go into its optimizer), are saved into every checkpoint
     (`save`/`load`, resumed exactly: the scene stream restarts at the index the step implies) and
     never into the final model."""
 
@@ -140,9 +140,6 @@ class DenseAuxiliary:
         self.source = data.build(square_side=rexomni.square_side)
         self.heads = VisionHeads(rexomni.model.config.vision_config.out_hidden_size)
         self._batches = None
-
-    def parameters(self):
-        return self.heads.parameters()
 
     def loss(self, call: int) -> torch.Tensor:
         """The weighted loss of scene batch `call` (0, 1, …: one per loss computed in training)."""
