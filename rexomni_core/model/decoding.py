@@ -717,16 +717,26 @@ class GrammarConstraint(LogitsProcessor):
     def __init__(self, automata: Sequence[_Automaton], prompt_length: int, max_new_tokens: int):
         self.automata = list(automata)
         self.prompt_length, self.max_new_tokens = prompt_length, max_new_tokens
+        # Row → (answer tokens so far, last token, the automaton after it with its moves offered):
+        # what `forced_after` already worked out for the next call.
+        self._ahead: dict[int, tuple[int, int, _Automaton]] = {}
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         step = input_ids.shape[1] - self.prompt_length
-        if step > 0:
-            for automaton, token in zip(self.automata, input_ids[:, -1].tolist()):
-                automaton.advance(token)
+        ahead, self._ahead = self._ahead, {}
         budget = self.max_new_tokens - step
         allowed = torch.zeros(scores.shape, dtype=torch.bool)
-        for row, automaton in enumerate(self.automata):
-            moves = [] if automaton.done else automaton.offer(budget)
+        last = input_ids[:, -1].tolist() if step > 0 else [None] * len(self.automata)
+        for row, token in enumerate(last):
+            known = ahead.get(row)
+            if known is not None and known[:2] == (step, token):
+                self.automata[row] = automaton = known[2]
+                moves = [] if automaton.done else automaton._offered
+            else:
+                automaton = self.automata[row]
+                if token is not None:
+                    automaton.advance(token)
+                moves = [] if automaton.done else automaton.offer(budget)
             if not moves:
                 allowed[row] = True
                 continue
@@ -736,3 +746,45 @@ class GrammarConstraint(LogitsProcessor):
                 else:
                     allowed[row, move.ids] = True
         return scores.masked_fill(~allowed.to(scores.device), float("-inf"))
+
+    def forced_after(self, tokens: Sequence[int], generated: int) -> list[tuple[int, ...]]:
+        """For each row, the tokens its grammar leaves no choice about after `tokens` (each row's
+        next token, chosen but not yet passed to this processor, the answer's `generated`-th,
+        counted from 0): the run of single allowed tokens that follows it, within the budget. The
+        automata are not moved (the run is walked on copies)."""
+        runs = []
+        for row, (automaton, token) in enumerate(zip(self.automata, tokens)):
+            run: list[int] = []
+            if not automaton.done:
+                probe = copy.copy(automaton)
+                probe.advance(token)
+                step = generated + 1
+                while not probe.done and step < self.max_new_tokens:
+                    only = _only_token(probe.offer(self.max_new_tokens - step))
+                    if step == generated + 1:  # the next call's state and moves, if `token` is written
+                        self._ahead[row] = (step, token, copy.copy(probe))
+                    if only is None:
+                        break
+                    run.append(only)
+                    probe.advance(only)
+                    step += 1
+            runs.append(tuple(run))
+        return runs
+
+
+def _only_token(moves: Sequence[Move]) -> int | None:
+    """The one token `moves` allow between them, or None if they allow several (or none)."""
+    token = None
+    for move in moves:
+        if move.ids.dtype == torch.bool:
+            if int(move.ids.sum()) != 1:
+                return None
+            candidate = int(move.ids.nonzero()[0])
+        elif move.ids.numel() == 1:
+            candidate = int(move.ids[0])
+        else:
+            return None
+        if token is not None and candidate != token:
+            return None
+        token = candidate
+    return token
