@@ -12,6 +12,7 @@ import json
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import gradio as gr  # noqa: E402
 from gradio_image_annotation import image_annotator  # noqa: E402
 
-from .errors import InputError  # noqa: E402
+from .errors import InputError, UntrainedTaskWarning  # noqa: E402
 from .images import MAX_APP_SIDE, MAX_IMAGE_SIDE, MAX_UPLOAD_MB, MIN_IMAGE_SIDE, load_image  # noqa: E402
 from .model.configuration import NANO_DIR, RELEASED_MODEL_ID  # noqa: E402
 from .regions import Prediction, Region  # noqa: E402
@@ -45,6 +46,15 @@ TAB_ENDPOINTS = {
     "OCR": "ocr",
     "GUI grounding": "gui_ground",
     "Keypoints": "keypoints",
+}
+# The task a tab stands for, whose training the loaded model's config may deny (`tab_notice`).
+TAB_TASKS = {
+    "Detection": "detection",
+    "Pointing": "pointing",
+    "Visual prompting": "visual_prompting",
+    "OCR": "ocr_box",
+    "GUI grounding": "gui_grounding",
+    "Keypoints": "keypoint",
 }
 EXAMPLES_DIR = Path(__file__).parent / "assets" / "examples"
 # Where Gradio keeps answered examples; the app files them under the loaded weights' fingerprint.
@@ -157,13 +167,24 @@ def run_prediction(
     image, scale, note = _working_image(image)
     if inputs.get("visual_prompt_boxes") and scale != 1:
         inputs["visual_prompt_boxes"] = [[v * scale for v in box] for box in inputs["visual_prompt_boxes"]]
+    untrained = loaded.model.untrained_warning(task)
     try:
-        prediction = predict(image, task=task, **inputs)
+        with warnings.catch_warnings():  # the page says it, in the tab and beside the answer
+            warnings.simplefilter("ignore", UntrainedTaskWarning)
+            prediction = predict(image, task=task, **inputs)
     except InputError as error:  # the image was checked above: what is left is the tab's field
         raise gr.Error(f"{field}: {error}") from None
     except Exception as error:  # noqa: BLE001  anything else is ours: say so, with its cause
         raise gr.Error(f"The model failed on this input ({type(error).__name__}: {error}).") from None
-    return _outputs(image, prediction, inputs.get("categories"), note)
+    return _outputs(image, prediction, inputs.get("categories"), note, untrained)
+
+
+def tab_notice(loaded: LoadedModel, title: str) -> str | None:
+    """What a tab says above its inputs when the loaded model was never trained on its task."""
+    if loaded.model is None:
+        return None
+    untrained = loaded.model.untrained_warning(TAB_TASKS[title])
+    return None if untrained is None else f"⚠ **Not trained for this tab.** {untrained}"
 
 
 def _working_image(upload):
@@ -217,11 +238,13 @@ def _choice(value, choices: tuple[str, ...], field: str) -> str:
     return value
 
 
-def _outputs(image, prediction: Prediction, asked: list[str] | None, note: str = "") -> tuple:
+def _outputs(image, prediction: Prediction, asked: list[str] | None, note: str = "",
+             untrained: str | None = None) -> tuple:
     has_scores = any(r.score is not None for r in prediction.regions)
+    summary = summary_markdown(prediction, asked, note)
     return (
         annotate(image, prediction),
-        summary_markdown(prediction, asked, note),
+        f"⚠ {untrained}\n\n{summary}" if untrained else summary,
         region_rows(prediction.regions),
         download_files(prediction),
         prediction.parsed_dict(),
@@ -415,31 +438,31 @@ def build_demo(
             gr.Markdown(f"⚠ **The model could not be loaded.** {loaded.error}", elem_id="load-error")
         with gr.Accordion("About this model", open=False):
             gr.Markdown(about_markdown(loaded), elem_id="about-model")
-        _task_tab("Detection", detect, cache, lambda: [
+        _task_tab("Detection", tab_notice(loaded, "Detection"), detect, cache, lambda: [
             image_input(),
             gr.Textbox(label="Categories or a referring phrase (comma separated)", value="red circle, blue star",
                        info="What to find, comma separated. The nano knows '<colour> <shape>' (About this model)."),
         ])
-        _task_tab("Pointing", point, cache, lambda: [
+        _task_tab("Pointing", tab_notice(loaded, "Pointing"), point, cache, lambda: [
             image_input(),
             gr.Textbox(label="Categories (comma separated)", value="green circle",
                        info="One point per object found, for each phrase."),
         ])
-        _task_tab("Visual prompting", visual_prompt, cache, lambda: [
+        _task_tab("Visual prompting", tab_notice(loaded, "Visual prompting"), visual_prompt, cache, lambda: [
             image_annotator(label="Draw reference boxes", image_type="filepath", label_list=["object"],
                             use_default_label=True),
         ])
-        _task_tab("OCR", ocr, cache, lambda: [
+        _task_tab("OCR", tab_notice(loaded, "OCR"), ocr, cache, lambda: [
             image_input(),
             gr.Radio(list(OCR_GRANULARITIES), value="word", label="Read"),
             gr.Radio(list(OCR_SHAPES), value="box", label="As"),
         ])
-        _task_tab("GUI grounding", gui_ground, cache, lambda: [
+        _task_tab("GUI grounding", tab_notice(loaded, "GUI grounding"), gui_ground, cache, lambda: [
             image_input("Screenshot"),
             gr.Textbox(label="Element", value="Save button", info="The label and kind of one element, e.g. 'Save button'."),
             gr.Radio(list(GUI_ANSWERS), value="box", label="Answer with"),
         ])
-        _task_tab("Keypoints", keypoints, cache, lambda: [
+        _task_tab("Keypoints", tab_notice(loaded, "Keypoints"), keypoints, cache, lambda: [
             image_input(),
             gr.Textbox(label="Category", value="person"),
             gr.Dropdown(list(KEYPOINT_SCHEMAS), value="person", label="Keypoint schema"),
@@ -447,7 +470,7 @@ def build_demo(
     return demo
 
 
-def _task_tab(title: str, handler: Callable, cache: bool, make_inputs: Callable[[], list]) -> None:
+def _task_tab(title: str, notice: str | None, handler: Callable, cache: bool, make_inputs: Callable[[], list]) -> None:
     """One tab: the task's inputs and Run on the left, the result panel on the right.
 
     The handler takes the inputs as they arrive (`preprocess=False`: the uploaded file, the text,
@@ -455,6 +478,8 @@ def _task_tab(title: str, handler: Callable, cache: bool, make_inputs: Callable[
     preprocessing would refuse an unreadable file, a NaN box or an unknown choice with a message
     about its component instead (uploads are still kept to Gradio's upload folder)."""
     with gr.Tab(title):
+        if notice:
+            gr.Markdown(notice, elem_classes="untrained-task")
         with gr.Row():
             with gr.Column():
                 inputs = make_inputs()

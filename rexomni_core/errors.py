@@ -31,6 +31,10 @@ class MissingInputError(InputError, FileNotFoundError):
     """A file or folder the user named does not exist (also a `FileNotFoundError`)."""
 
 
+class UntrainedTaskWarning(UserWarning):
+    """A prediction asked of a task the checkpoint was never trained on (its config says so)."""
+
+
 @dataclass(frozen=True)
 class RecordProblem:
     """What is wrong with one record of a user's file: the file, the record, the field, and what

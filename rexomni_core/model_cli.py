@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
+import warnings
 from pathlib import Path
 
-from .errors import InputError
+from .errors import InputError, UntrainedTaskWarning
 from .tasks import TASKS, build_prompt, get_task, split_categories
 
 
@@ -103,21 +105,26 @@ def run_predict(args: argparse.Namespace) -> int:
     check_requests(args, categories)
     results = output_files(args.images, args.out, args.overwrite) if args.out else []
     model = RexOmni.from_pretrained(args.model, device=args.device)
+    untrained = model.untrained_warning(args.task)
+    if untrained:
+        print(f"warning: {untrained}", file=sys.stderr)
     if args.out:
         args.out.mkdir(parents=True, exist_ok=True)
     for start in range(0, len(args.images), args.batch_size):
         paths = args.images[start : start + args.batch_size]
-        predictions = model.predict_batch(
-            paths,
-            task=args.task,
-            categories=categories,
-            keypoint_type=args.keypoint_type,
-            visual_prompt_boxes=None if args.visual_prompt is None else [args.visual_prompt] * len(paths),
-            constrained=not args.unconstrained,
-            score_threshold=args.min_score,
-            max_regions=args.max_regions,
-            **({"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}),
-        )
+        with warnings.catch_warnings():  # said once above, in a line of its own
+            warnings.simplefilter("ignore", UntrainedTaskWarning)
+            predictions = model.predict_batch(
+                paths,
+                task=args.task,
+                categories=categories,
+                keypoint_type=args.keypoint_type,
+                visual_prompt_boxes=None if args.visual_prompt is None else [args.visual_prompt] * len(paths),
+                constrained=not args.unconstrained,
+                score_threshold=args.min_score,
+                max_regions=args.max_regions,
+                **({"max_new_tokens": args.max_new_tokens} if args.max_new_tokens else {}),
+            )
         for offset, (path, prediction) in enumerate(zip(paths, predictions)):
             record = {"image": str(path), **prediction.to_dict()}
             if args.json:

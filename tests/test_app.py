@@ -240,6 +240,30 @@ def test_about_panel_says_what_the_nano_knows_and_the_limits(nano):
     assert "Limits" in about and "20 MB" in about
 
 
+def test_tabs_of_tasks_the_model_never_learnt_say_so_above_the_inputs_and_beside_the_answer(nano, handlers):
+    """The nano's config names the tasks it was trained on; the OCR, GUI and keypoint tabs say it
+    was not trained for them (visibly, not in a collapsed panel), the others say nothing."""
+    import warnings
+
+    import gradio as gr
+
+    from rexomni_core.errors import UntrainedTaskWarning
+
+    demo = build_demo(nano)
+    notices = [b.value for b in demo.blocks.values()
+               if isinstance(b, gr.Markdown) and "untrained-task" in (b.elem_classes or [])]
+    assert len(notices) == 3 and all("Not trained for this tab" in n for n in notices)
+    assert any("ocr box" in n for n in notices) and any("keypoint" in n for n in notices)
+    assert any("gui grounding" in n for n in notices)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UntrainedTaskWarning)  # the app says it on the page, not in the log
+        ocr_row = example_rows("OCR")[0]
+        summary = handlers["OCR"](*ocr_row[:3])[1]
+        assert summary.startswith("⚠ This model was never trained on ocr box")
+        detection_row = example_rows("Detection")[0]
+        assert "never trained" not in handlers["Detection"](*detection_row[:2])[1]
+
+
 def test_cached_examples_are_filed_under_the_weights_that_answered_them(nano, monkeypatch, tmp_path):
     import torch
 

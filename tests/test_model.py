@@ -280,6 +280,48 @@ def test_cli_predict_writes_json_and_pictures(tmp_path, capsys):
     assert (out / "shapes.json").is_file() and Image.open(out / "shapes.png").size == (200, 200)
 
 
+@needs_shipped
+def test_a_task_the_checkpoint_was_never_trained_on_is_said_once_by_predict_and_the_cli(tmp_path, capsys):
+    """The shipped nano's config names the shapes tasks; asking OCR warns (Python) and prints one
+    line (CLI); detection says nothing."""
+    import warnings
+
+    from rexomni_core.errors import UntrainedTaskWarning
+
+    shipped = RexOmni.from_pretrained()
+    assert shipped.trained_tasks == ("detection", "pointing", "referring", "visual_prompting")
+    image = TinyShapes(seed=5, max_objects=1)[0].image
+    with pytest.warns(UntrainedTaskWarning, match="never trained on ocr box"):
+        shipped.predict(image, task="ocr_box", categories=["word"], max_new_tokens=8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UntrainedTaskWarning)
+        shipped.predict(image, categories=["red circle"], max_new_tokens=8)
+    path = tmp_path / "scene.png"
+    image.save(path)
+    assert cli_main(["predict", str(path), "--task", "ocr_box", "--categories", "word", "--max-new-tokens", "8"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: This model was never trained on ocr box") == 1 and "UntrainedTaskWarning" not in err
+
+
+def test_training_adds_the_tasks_its_data_poses_and_data_that_does_not_say_takes_the_claim_away():
+    from rexomni_core.errors import InputError
+    from rexomni_core.model.configuration import TRAINED_TASKS_KEY, add_trained_tasks
+
+    fresh = build_nano(seed=0)
+    assert fresh.trained_tasks == () and fresh.untrained_warning("detection").endswith("not a useful result.")
+    add_trained_tasks(fresh.model.config, ["pointing", "detection"])
+    add_trained_tasks(fresh.model.config, ["detection", "keypoint"])
+    assert fresh.trained_tasks == ("detection", "keypoint", "pointing") and fresh.untrained_warning("keypoint") is None
+    assert "ocr box" in fresh.untrained_warning("ocr_box")
+    with pytest.raises(InputError, match="are no tasks"):
+        add_trained_tasks(fresh.model.config, ["detect"])
+    add_trained_tasks(fresh.model.config, None)
+    assert fresh.trained_tasks is None and fresh.untrained_warning("ocr_box") is None
+    assert TRAINED_TASKS_KEY not in fresh.model.config.to_dict()
+    add_trained_tasks(fresh.model.config, ["detection"])  # a config that says nothing stays so
+    assert fresh.trained_tasks is None
+
+
 def _png16(path, samples):
     """A 16-bit PNG written by hand (PIL writes 16-bit greyscale but no 16-bit RGB)."""
     import struct

@@ -40,6 +40,9 @@ def test_one_command_trains_every_stage_and_a_rerun_skips_what_is_done(tmp_path,
     # Each stage started from the one before: SFT's config names the vision stage's final.
     assert str(tmp_path / "vision" / "final") in (tmp_path / "sft1" / "sft_config.yaml").read_text()
     assert RexOmni.from_pretrained(tmp_path / "grpo" / "final").square_side == 112
+    # Every stage's data posed its tasks, and the checkpoint says so (vision trains no task).
+    assert RexOmni.from_pretrained(tmp_path / "vision" / "final").trained_tasks == ()
+    assert set(RexOmni.from_pretrained(tmp_path / "grpo" / "final").trained_tasks) >= {"detection", "ocr_box", "keypoint"}
 
     assert main(["train", "nano", "--out", str(tmp_path), *sets]) == 0
     again = capsys.readouterr().out

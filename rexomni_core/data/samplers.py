@@ -336,6 +336,11 @@ class ConversationStream:
         self._cumulative = np.cumsum(weights / weights.sum())
         self._next = self.start
 
+    @property
+    def tasks(self) -> list[str]:
+        """The tasks the mixture poses (a trainer records them in the checkpoint it writes)."""
+        return sorted({entry.task for entry in self.mixture})
+
     def entry_index(self, index: int) -> int:
         """Which mixture entry conversation `index` comes from, without drawing its scene (a
         trainer batches conversations of one entry together: their answers are alike in length)."""

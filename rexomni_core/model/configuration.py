@@ -3,9 +3,13 @@ config.json keys of nano-only behaviours, the default decoding, and device/dtype
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+
+from ..errors import InputError
+from ..tasks import TASKS
 
 NANO_DIR = Path(__file__).parent.parent / "assets" / "nano"
 RELEASED_MODEL_ID = "IDEA-Research/Rex-Omni"
@@ -22,6 +26,26 @@ SQUARE_SIDE_KEY = "rexomni_square_side"
 # neighbouring bins (nano): plain greedy decoding then writes `None` or `<|box_end|>` although most
 # of the mass says a coordinate comes next (model card). Absent: plain greedy, as released.
 COORDINATE_MASS_KEY = "rexomni_coordinate_mass_decoding"
+# Written into config.json of checkpoints trained on only some tasks (nano: the shapes world's),
+# so that every surface can say when a task was never trained rather than show its nonsense as an
+# answer. Training adds the tasks of its data; a freshly built nano starts with none. Absent (the
+# released checkpoint): every task.
+TRAINED_TASKS_KEY = "rexomni_trained_tasks"
+
+
+def add_trained_tasks(config, tasks: Sequence[str] | None) -> None:
+    """Add `tasks` to those a model config declares it was trained on (a config that declares
+    none already counts as trained on every task, and stays so). `None`, training data that does
+    not say which tasks it poses, takes the declaration away: the config no longer claims to know."""
+    known = getattr(config, TRAINED_TASKS_KEY, None)
+    if tasks is None:
+        if known is not None:
+            delattr(config, TRAINED_TASKS_KEY)
+    elif known is not None:
+        unknown = sorted(set(tasks) - set(TASKS))
+        if unknown:
+            raise InputError(f"{unknown} are no tasks (tasks: {', '.join(TASKS)})")
+        setattr(config, TRAINED_TASKS_KEY, sorted({*known, *tasks}))
 
 
 def default_device() -> torch.device:

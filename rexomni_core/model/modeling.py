@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,7 @@ from transformers import Qwen2_5_VLForConditionalGeneration
 from transformers.processing_utils import ProcessorMixin
 
 from ..chat import chat_messages
-from ..errors import InputError, MissingInputError
+from ..errors import InputError, MissingInputError, UntrainedTaskWarning
 from ..grammar import BOX_END, BOX_START, IM_END, parse
 from ..images import load_image
 from ..regions import Prediction, check_region_filter
@@ -46,7 +47,14 @@ from .confidence import (
     check_confidence,
     region_evidence,
 )
-from .configuration import COORDINATE_MASS_KEY, NANO_DIR, SQUARE_SIDE_KEY, default_device, default_dtype
+from .configuration import (
+    COORDINATE_MASS_KEY,
+    NANO_DIR,
+    SQUARE_SIDE_KEY,
+    TRAINED_TASKS_KEY,
+    default_device,
+    default_dtype,
+)
 from .decoding import (
     AnswerLimits,
     AnswerVocabulary,
@@ -114,6 +122,24 @@ class RexOmni:
     @coordinate_mass_decoding.setter
     def coordinate_mass_decoding(self, enabled: bool) -> None:
         setattr(self.model.config, COORDINATE_MASS_KEY, bool(enabled))
+
+    @property
+    def trained_tasks(self) -> tuple[str, ...] | None:
+        """The tasks this checkpoint was trained on (config.json's `rexomni_trained_tasks`), or
+        None where it does not say (the released checkpoint: every task)."""
+        tasks = getattr(self.model.config, TRAINED_TASKS_KEY, None)
+        return None if tasks is None else tuple(tasks)
+
+    def untrained_warning(self, task: str) -> str | None:
+        """A sentence for the user when this checkpoint was never trained on `task`, else None."""
+        known = self.trained_tasks
+        if known is None or get_task(task).name in known:
+            return None
+        return (
+            f"This model was never trained on {task.replace('_', ' ')} (it was trained on: "
+            f"{', '.join(t.replace('_', ' ') for t in known) or 'nothing yet'}); the answer shows the task's "
+            "format, not a useful result."
+        )
 
     @property
     def device(self) -> torch.device:
@@ -279,6 +305,9 @@ class RexOmni:
         check_region_filter(score_threshold, max_regions)
         check_region_filter(None, max_regions_per_phrase, "max_regions_per_phrase")
         check_confidence(confidence)
+        untrained = self.untrained_warning(task)
+        if untrained:
+            warnings.warn(untrained, UntrainedTaskWarning, stacklevel=3)
         requests = self._requests(images, task, categories, keypoint_type, visual_prompt_boxes)
         settings = generation_settings(self.model.generation_config.max_new_tokens, generation)
         eos = self.tokenizer.convert_tokens_to_ids(IM_END)

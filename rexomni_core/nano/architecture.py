@@ -10,6 +10,7 @@ from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLIm
 
 from ..grammar import IM_END
 from ..model import ImageOnlyQwen2_5_VLProcessor, RexOmni
+from ..model.configuration import TRAINED_TASKS_KEY
 from ..tasks import MIN_PIXELS
 from ..tokenizer import build_nano_tokenizer, coordinate_token_ids, init_coordinate_embeddings
 
@@ -69,4 +70,5 @@ def build_nano(seed: int = 0, text: dict | None = None, vision: dict | None = No
     model.generation_config.max_new_tokens = NANO_MAX_NEW_TOKENS
     nano = RexOmni(model, processor)
     nano.coordinate_mass_decoding = True
+    setattr(model.config, TRAINED_TASKS_KEY, [])  # trained on nothing yet; training adds its tasks
     return nano

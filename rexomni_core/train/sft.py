@@ -30,6 +30,7 @@ from ..coords import NUM_BINS
 from ..grammar import IM_END
 from ..images import load_image
 from ..model import RexOmni
+from ..model.configuration import add_trained_tasks
 from ..nano.architecture import build_nano
 from .common import ResumeWithWeights, apply_lora, latest_checkpoint, save_final, training_arguments
 from .configs import NANO_INIT, SFTConfig
@@ -379,7 +380,8 @@ def train_sft(config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()) -> P
     model = apply_lora(model, config.lora)
     resume = latest_checkpoint(output_dir) if config.resume else None
     samples = config.max_steps * config.batch_size * config.gradient_accumulation_steps
-    dataset = ConversationDataset(config.data.build(), length=samples)
+    stream = config.data.build()
+    dataset = ConversationDataset(stream, length=samples)
     args = TrainingArguments(
         **training_arguments(config),
         per_device_train_batch_size=config.batch_size,
@@ -426,4 +428,7 @@ def train_sft(config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()) -> P
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if config.quantization:  # merged into the full-precision weights, not the 4-bit ones
         model = with_full_precision_base(model, config.model)
+    # What the data posed joins what the checkpoint already knew (a source that does not say which
+    # tasks it poses leaves the checkpoint saying nothing).
+    add_trained_tasks(model.config, getattr(stream, "tasks", None))
     return save_final(model, rexomni.processor, output_dir, trainer.state.log_history, config.lora)
