@@ -23,6 +23,8 @@ over box count, the paper's "5 tokens per box").
     python benchmarks/inference_speed.py --images 4      # a quick smoke run
     python benchmarks/inference_speed.py --released-3b   # also a randomly initialised model of the
                                                          # released 3B's configuration, bf16, CPU (~8 GB)
+    python benchmarks/inference_speed.py --skip-nano --released-3b --released-3b-dtype float32 \
+        --released-3b-max-new-tokens 16                  # the 3B on a CPU without native bf16 (~16 GB)
 """
 
 from __future__ import annotations
@@ -186,9 +188,10 @@ def table(title: str, rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-def random_released_3b() -> RexOmni:
-    """The released 3B's architecture, randomly initialised in bf16, with nano's tokenizer and the
-    released wrapper's image bounds (no square view, no coordinate-mass decoding: as released)."""
+def random_released_3b(dtype: torch.dtype = torch.bfloat16, max_new_tokens: int = 256) -> RexOmni:
+    """The released 3B's architecture, randomly initialised in `dtype`, with nano's tokenizer and
+    the released wrapper's image bounds (no square view, no coordinate-mass decoding: as released).
+    A random model never stops by itself: every answer runs to `max_new_tokens`."""
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     from rexomni_core.nano.architecture import build_nano, nano_config
@@ -196,25 +199,33 @@ def random_released_3b() -> RexOmni:
     nano = build_nano(seed=0, text={"num_hidden_layers": 1}, vision={"depth": 1})
     config = nano_config(nano.tokenizer, text=RELEASED_3B_TEXT, vision=RELEASED_3B_VISION)
     torch.manual_seed(0)
-    model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=torch.bfloat16)
-    model.generation_config.max_new_tokens = 256  # a random model never stops early by itself
+    model = Qwen2_5_VLForConditionalGeneration._from_config(config, dtype=dtype)
+    model.generation_config.max_new_tokens = max_new_tokens
     return RexOmni(model.eval(), nano.processor, max_pixels=MAX_PIXELS)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--images", type=int, default=16, help="5-object scenes (batch 1 each, then in batches of 8)")
-    parser.add_argument("--released-3b", action="store_true", help="also the released 3B's configuration, random, bf16")
+    parser.add_argument("--released-3b", action="store_true", help="also the released 3B's configuration, random weights")
     parser.add_argument("--released-3b-images", type=int, default=2)
+    parser.add_argument("--released-3b-dtype", choices=["bfloat16", "float32"], default="bfloat16",
+                        help="bfloat16 as on a GPU; float32 where the CPU only emulates bfloat16 (AVX2: ~20x slower)")
+    parser.add_argument("--released-3b-max-new-tokens", type=int, default=256,
+                        help="every answer of a random model runs this long")
+    parser.add_argument("--skip-nano", action="store_true", help="only the released 3B's configuration")
     args = parser.parse_args(argv)
     print(f"torch threads: {torch.get_num_threads()}; scenes: {args.images} held-out 5-object shapes scenes")
     scenes = five_object_scenes(args.images)
-    nano = RexOmni.from_pretrained(device="cpu")
-    print(table("shipped nano (float32, CPU)", measure(nano, ARMS, scenes)))
+    if not args.skip_nano:
+        nano = RexOmni.from_pretrained(device="cpu")
+        print(table("shipped nano (float32, CPU)", measure(nano, ARMS, scenes)))
     if args.released_3b:
-        model = random_released_3b()
+        dtype = getattr(torch, args.released_3b_dtype)
+        model = random_released_3b(dtype, args.released_3b_max_new_tokens)
         rows = measure(model, ARMS, scenes[: args.released_3b_images])
-        print(table("released 3B configuration, random weights (bfloat16, CPU; speed only)", rows))
+        print(table(f"released 3B configuration, random weights ({args.released_3b_dtype}, CPU, "
+                    f"{args.released_3b_max_new_tokens} tokens an answer; speed only)", rows))
     return 0
 
 

@@ -11,8 +11,9 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
-from .errors import InputError
+from .errors import InputError, UntrainedTaskWarning
 
 # Modules whose `register(subparsers)` adds commands, in the order they appear in `--help`.
 COMMAND_MODULES = [
@@ -41,13 +42,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = _show_warning
+            return int(args.func(args) or 0)
     except InputError as error:
         # Bad input is the user's to fix: a one-line message, not a traceback.
         message = " ".join(str(error).split())
         print(f"rexomni {args.command}: error: {message}", file=sys.stderr)
         return 2
 
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """The package's own warnings as one line for the user (others as Python shows them)."""
+    if issubclass(category, UntrainedTaskWarning):
+        print(f"warning: {message}", file=sys.stderr)
+    else:
+        _PYTHON_SHOW_WARNING(message, category, filename, lineno, file, line)
+
+
+_PYTHON_SHOW_WARNING = warnings.showwarning
 
 if __name__ == "__main__":
     sys.exit(main())

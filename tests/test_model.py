@@ -301,6 +301,13 @@ def test_a_task_the_checkpoint_was_never_trained_on_is_said_once_by_predict_and_
     assert cli_main(["predict", str(path), "--task", "ocr_box", "--categories", "word", "--max-new-tokens", "8"]) == 0
     err = capsys.readouterr().err
     assert err.count("warning: This model was never trained on ocr box") == 1 and "UntrainedTaskWarning" not in err
+    # `eval run` says it once for the run, not once a prompt, in the same one line.
+    data = tmp_path / "ocr"
+    assert cli_main(["data", "synth", "--world", "ocr", "--n", "3", "--seed", "4", "--out", str(data)]) == 0
+    capsys.readouterr()
+    assert cli_main(["eval", "run", "--data", str(data), "--task", "ocr_box", "--out", str(tmp_path / "eval")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("warning: This model was never trained on ocr box") == 1 and "UntrainedTaskWarning" not in err
 
 
 def test_training_adds_the_tasks_its_data_poses_and_data_that_does_not_say_takes_the_claim_away():

@@ -21,6 +21,7 @@ import inspect
 import json
 import os
 import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ import numpy as np
 from tqdm import tqdm
 
 from ..coco import bbox_to_xyxy, keypoint_instance, result_record, text_region
-from ..errors import BadRecordError, InputError, MissingInputError
+from ..errors import BadRecordError, InputError, MissingInputError, UntrainedTaskWarning
 from ..regions import Box, Region, region_from_dict
 from ..tasks import TASKS, Task
 from .duplicates import file_degeneracy
@@ -282,16 +283,21 @@ def predict_queries(
     done = _answers_to_reuse(answers_file, fingerprint) if resume else {}
     if not done:
         _start_run(answers_file, fingerprint)
+    untrained = getattr(model, "untrained_warning", lambda _: None)(task)
+    if untrained:  # once for the run, not once a prompt
+        warnings.warn(untrained, UntrainedTaskWarning, stacklevel=2)
     with answers_file.open("a") as sink:
         for query in tqdm(queries, desc=f"eval {task}", unit="prompt", initial=0):
             if query.key in done:
                 yield done[query.key]
                 continue
             extra = {"keypoint_type": query.keypoint_type} if query.keypoint_type else {}
-            prediction = model.predict(
-                str(query.image_path), task=task, categories=query.categories,
-                visual_prompt_boxes=query.visual_prompt_boxes, **extra, **generation,
-            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UntrainedTaskWarning)
+                prediction = model.predict(
+                    str(query.image_path), task=task, categories=query.categories,
+                    visual_prompt_boxes=query.visual_prompt_boxes, **extra, **generation,
+                )
             record = {"key": query.key, "image_id": query.image_id, "category_id": query.category_id,
                       "prediction": prediction.to_dict()}
             sink.write(json.dumps(record) + "\n")
