@@ -18,6 +18,7 @@ naming the colour right is what counts.
 
     python benchmarks/finetune_novel.py --out runs/bench-finetune              # the target (≈ 1 h)
     python benchmarks/finetune_novel.py --out /tmp/b --n 60 --steps 10 --test 8  # a smoke run
+    python benchmarks/finetune_novel.py --out DIR --model CHECKPOINT           # from another start
 
 Writes `OUT/benchmark.json` and prints the table; every stage resumes (rerun the same command).
 """
@@ -53,6 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     length.add_argument("--steps", type=int, help="train this many steps instead of --minutes")
     parser.add_argument("--modes", default="full,lora", help="comma-separated: full, lora")
     parser.add_argument("--rehearsal", type=float, default=None, help="rehearsal share (default: finetune's)")
+    parser.add_argument("--model", default=None, help="the model to fine-tune (default: the shipped nano)")
     args = parser.parse_args(argv)
 
     from rexomni_core.data.synth import write_synthetic_dataset
@@ -68,20 +70,21 @@ def main(argv: list[str] | None = None) -> None:
         write_synthetic_dataset(folders[split], "shapes", args.test, seed=HELDOUT_SEED, split=split, progress=True)
     test_sets = {"novel": (folders["novel"], "present"), "novel-all": (folders["novel"], "all"),
                  "normal": (folders["normal"], "present")}
-    rows = {"shipped nano": {"metrics": evaluate(None, test_sets, out / "eval" / "shipped")}}
+    start_name = "shipped nano" if args.model is None else f"start: {args.model}"
+    rows = {start_name: {"metrics": evaluate(args.model, test_sets, out / "eval" / "start")}}
     length = {"minutes": args.minutes} if args.steps is None else {"steps": args.steps}
     extra = {} if args.rehearsal is None else {"rehearsal": args.rehearsal}
     for mode in args.modes.split(","):
         run = out / f"ft-{mode}"
         start = time.perf_counter()
-        result = finetune(data, run, lora=mode == "lora", **length, **extra)
+        result = finetune(data, run, lora=mode == "lora", model=args.model, **length, **extra)
         wall = time.perf_counter() - start
         rows[f"fine-tuned, {mode}"] = {
             "metrics": evaluate(result.final, test_sets, out / "eval" / mode),
             "training_minutes": result.metrics["training_minutes"], "steps": result.metrics["steps"],
             "wall_minutes_finetune_command": round(wall / 60, 1),
         }
-    baseline = rows["shipped nano"]["metrics"]["normal"]["f1@0.5"]
+    baseline = rows[start_name]["metrics"]["normal"]["f1@0.5"]
     settings = FinetuneOptions(**length, **extra)
     summary = {"n": args.n, "test_images": args.test, "options": {**length, **extra, "rehearsal": settings.rehearsal},
                "target_novel_f1": round(0.8 * baseline, 4), "rows": rows}
