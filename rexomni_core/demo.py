@@ -274,7 +274,7 @@ def summary_markdown(prediction: Prediction, asked: list[str] | None, note: str 
             + "; ".join(str(p) for p in prediction.problems[:3])
         )
     stats = (
-        f"{len(prediction.regions)} regions · {prediction.seconds or 0:.2f} s · "
+        f"{len(prediction.regions)} region{'' if len(prediction.regions) == 1 else 's'} · {prediction.seconds or 0:.2f} s · "
         f"{prediction.num_prompt_tokens or 0} prompt tokens · {prediction.num_output_tokens or 0} output tokens"
     )
     lines.append(stats + (f" · image {note}" if note else ""))
