@@ -507,9 +507,11 @@ def _gallery(rows: list[list], inputs: list, outputs: list, handler: Callable, c
                 preprocess=False, label="Examples from the nano world")
 
 
-# One model answers one request at a time (a CPU, or one GPU); up to 64 more wait in line and see
-# their place in it. Uploads are capped, and an unexpected failure shows its message.
-QUEUE_OPTIONS = {"default_concurrency_limit": 1, "max_size": 64}
+# One model answers one request at a time (a CPU, or one GPU); up to 16 more wait in line and see
+# their place in it, so the longest request the input limits allow (24 s on 2 cores) keeps the
+# last in line at most ~6 min; a 17th is told the queue is full at once rather than wait ~25 min.
+# Uploads are capped, and an unexpected failure shows its message.
+QUEUE_OPTIONS = {"default_concurrency_limit": 1, "max_size": 16}
 LAUNCH_OPTIONS = {"max_file_size": f"{MAX_UPLOAD_MB}mb", "show_error": True}
 
 

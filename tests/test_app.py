@@ -265,6 +265,14 @@ def test_tabs_of_tasks_the_model_never_learnt_say_so_above_the_inputs_and_beside
         assert "never trained" not in handlers["Detection"](*detection_row[:2])[1]
 
 
+def test_the_queue_serves_one_request_at_a_time_and_holds_sixteen(nano):
+    """The bound the README states: at most 15 ahead of a request, each at most the longest
+    request the input limits allow (so no wait beyond ~5 min on 2 cores)."""
+    demo = serve(build_demo(nano))
+    assert demo._queue.max_size == 16 and demo._queue.default_concurrency_limit == 1
+    assert {f.concurrency_limit for f in demo.fns.values()} <= {"default", 1}
+
+
 def test_cached_examples_are_filed_under_the_weights_that_answered_them(nano, monkeypatch, tmp_path):
     import torch
 
