@@ -170,6 +170,17 @@ def test_sampling_and_other_settings_fall_back_and_the_released_greedy_setting_d
         model.generation_config = saved
 
 
+def test_a_model_without_grouped_heads_drafts_and_decodes_as_generate():
+    """One key/value head per query head (no grouping): drafted chunks take SDPA's plain path."""
+    model = build_nano(seed=2, text={**MICRO["text"], "num_key_value_heads": MICRO["text"]["num_attention_heads"]},
+                       vision=MICRO["vision"])
+    assert model.model.config.text_config.num_key_value_heads == model.model.config.text_config.num_attention_heads
+    rng = np.random.default_rng(3)
+    images = [Image.fromarray(rng.integers(0, 255, (100 + 12 * k, 112, 3), np.uint8)) for k in range(2)]
+    requests = {"images": images, "task": "detection", "categories": [["red circle", "blue star"], ["green square"]]}
+    assert_same_answers(answers(model, requests), answers(model, requests, fast_decode=False), "no grouping")
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
 def test_a_random_micro_model_with_grouped_heads_decodes_as_generate(micro, dtype):
     """Another size (2 heads sharing one key/value head, 2 layers), in float32 and in bfloat16

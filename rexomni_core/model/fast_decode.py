@@ -248,17 +248,17 @@ class _TextDecoder:
         mask = torch.ones(rows, 1, count, start + count, dtype=torch.bool, device=self.cos.device)
         if self.padding is not None:
             mask[:, 0, :, : self.prompt_length] = self.padding[:, None, :]
-        if count > 1:
-            mask[:, 0, :, start:] = torch.ones(count, count, dtype=torch.bool, device=mask.device).tril()
+        mask[:, 0, :, start:] = torch.ones(count, count, dtype=torch.bool, device=mask.device).tril()
         return mask
 
     def _attend(self, query, keys, values, mask) -> torch.Tensor:
-        """transformers' `sdpa_attention_forward`: grouped heads through SDPA's `enable_gqa`,
-        but one query token with a padding mask: each key/value head's queries packed as rows."""
+        """transformers' `sdpa_attention_forward` for one query token: grouped heads through SDPA's
+        `enable_gqa` without a mask, else each key/value head's queries packed as rows; a chunk
+        of several tokens through `enable_gqa` with its mask."""
         batch, heads, count = query.shape[:3]
-        if self.groups > 1 and (mask is None or count > 1):
+        if count > 1 or (self.groups > 1 and mask is None):
             output = functional.scaled_dot_product_attention(
-                query, keys, values, attn_mask=mask, scale=self.scaling, enable_gqa=True)
+                query, keys, values, attn_mask=mask, scale=self.scaling, enable_gqa=self.groups > 1)
         else:
             packed = query.reshape(batch, heads // self.groups, self.groups, self.head_dim)
             output = functional.scaled_dot_product_attention(packed, keys, values, attn_mask=mask, scale=self.scaling)
