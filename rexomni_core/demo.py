@@ -12,7 +12,6 @@ import json
 import os
 import sys
 import tempfile
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import gradio as gr  # noqa: E402
 from gradio_image_annotation import image_annotator  # noqa: E402
 
-from .errors import InputError, UntrainedTaskWarning  # noqa: E402
+from .errors import InputError, untrained_task_warnings_said_elsewhere  # noqa: E402
 from .images import MAX_APP_SIDE, MAX_IMAGE_SIDE, MAX_UPLOAD_MB, MIN_IMAGE_SIDE, load_image  # noqa: E402
 from .model.configuration import NANO_DIR, RELEASED_MODEL_ID  # noqa: E402
 from .regions import Prediction, Region  # noqa: E402
@@ -169,8 +168,7 @@ def run_prediction(
         inputs["visual_prompt_boxes"] = [[v * scale for v in box] for box in inputs["visual_prompt_boxes"]]
     untrained = loaded.model.untrained_warning(task)
     try:
-        with warnings.catch_warnings():  # the page says it, in the tab and beside the answer
-            warnings.simplefilter("ignore", UntrainedTaskWarning)
+        with untrained_task_warnings_said_elsewhere():  # in the tab and beside the answer
             prediction = predict(image, task=task, **inputs)
     except InputError as error:  # the image was checked above: what is left is the tab's field
         raise gr.Error(f"{field}: {error}") from None

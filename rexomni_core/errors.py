@@ -15,6 +15,8 @@ and counts them in a `SkipReport`, which the command prints.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -33,6 +35,15 @@ class MissingInputError(InputError, FileNotFoundError):
 
 class UntrainedTaskWarning(UserWarning):
     """A prediction asked of a task the checkpoint was never trained on (its config says so)."""
+
+
+@contextlib.contextmanager
+def untrained_task_warnings_said_elsewhere():
+    """Silence `UntrainedTaskWarning` inside: for a surface that says it to the user once, in
+    its own words, rather than once a prediction."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UntrainedTaskWarning)
+        yield
 
 
 @dataclass(frozen=True)

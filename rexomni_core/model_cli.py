@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import warnings
 from pathlib import Path
 
-from .errors import InputError, UntrainedTaskWarning
+from .errors import InputError, untrained_task_warnings_said_elsewhere
 from .tasks import TASKS, build_prompt, get_task, split_categories
 
 
@@ -112,8 +111,7 @@ def run_predict(args: argparse.Namespace) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
     for start in range(0, len(args.images), args.batch_size):
         paths = args.images[start : start + args.batch_size]
-        with warnings.catch_warnings():  # said once above, in a line of its own
-            warnings.simplefilter("ignore", UntrainedTaskWarning)
+        with untrained_task_warnings_said_elsewhere():  # said once above, in a line of its own
             predictions = model.predict_batch(
                 paths,
                 task=args.task,

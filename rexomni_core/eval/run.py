@@ -31,7 +31,13 @@ import numpy as np
 from tqdm import tqdm
 
 from ..coco import bbox_to_xyxy, keypoint_instance, result_record, text_region
-from ..errors import BadRecordError, InputError, MissingInputError, UntrainedTaskWarning
+from ..errors import (
+    BadRecordError,
+    InputError,
+    MissingInputError,
+    UntrainedTaskWarning,
+    untrained_task_warnings_said_elsewhere,
+)
 from ..regions import Box, Region, region_from_dict
 from ..tasks import TASKS, Task
 from .duplicates import file_degeneracy
@@ -292,8 +298,7 @@ def predict_queries(
                 yield done[query.key]
                 continue
             extra = {"keypoint_type": query.keypoint_type} if query.keypoint_type else {}
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UntrainedTaskWarning)
+            with untrained_task_warnings_said_elsewhere():  # said once above
                 prediction = model.predict(
                     str(query.image_path), task=task, categories=query.categories,
                     visual_prompt_boxes=query.visual_prompt_boxes, **extra, **generation,
