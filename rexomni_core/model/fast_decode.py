@@ -159,10 +159,10 @@ def greedy_decode(
             chunk = tokens[:, None]
             if jump_forward:
                 forced = constraint.forced_after(tokens.tolist(), length - 1 - prompt_length)
-                count = min(len(run) for run, alive in zip(forced, unfinished.tolist()) if alive)
+                alive = unfinished.tolist()
+                count = min(len(run) for run, live in zip(forced, alive) if live)
                 if count:
-                    runs = [run[:count] if alive else (pad_token_id,) * count
-                            for run, alive in zip(forced, unfinished.tolist())]
+                    runs = [run[:count] if live else (pad_token_id,) * count for run, live in zip(forced, alive)]
                     chunk = torch.cat((chunk, torch.tensor(runs, dtype=ids.dtype, device=ids.device)), dim=1)
             draft = chunk[:, 1:]
             logits = decoder.step(chunk)
@@ -220,11 +220,13 @@ class _TextDecoder:
         answered = start - self.prompt_length  # tokens of the answer before these
         cos, sin = self.cos[:, :, answered: answered + count], self.sin[:, :, answered: answered + count]
         mask = self._mask(start, count)
+        linear = functional.linear
         for w, keys, values in zip(self.layers, self.keys, self.values):
             residual = hidden
             hidden = _rms_norm(hidden, w.input_norm, w.eps)
             query, key, value = (
-                states.view(batch, count, -1, self.head_dim).transpose(1, 2) for states in w.project(hidden)
+                linear(hidden, weight, bias).view(batch, count, -1, self.head_dim).transpose(1, 2)
+                for weight, bias in ((w.q, w.q_bias), (w.k, w.k_bias), (w.v, w.v_bias))
             )
             # Rope on queries and keys together: elementwise, so the same values, in half the ops.
             rotated = torch.cat((query, key), dim=1)
@@ -233,10 +235,10 @@ class _TextDecoder:
             keys[:, :, start: self.length] = key
             values[:, :, start: self.length] = value
             hidden = self._attend(query, keys[:, :, : self.length], values[:, :, : self.length], mask)
-            hidden = residual + w.out(hidden)
+            hidden = residual + linear(hidden, w.o)
             residual = hidden
             hidden = _rms_norm(hidden, w.post_norm, w.eps)
-            hidden = residual + w.mlp(hidden)
+            hidden = residual + linear(functional.silu(linear(hidden, w.gate)) * linear(hidden, w.up), w.down)
         return self.lm_head(_rms_norm(hidden, self.norm.weight, self.norm.variance_epsilon))
 
     def _mask(self, start: int, count: int) -> torch.Tensor | None:
@@ -293,17 +295,6 @@ class _LayerWeights:
             attention.v_proj.weight, attention.v_proj.bias, attention.o_proj.weight,
             mlp.gate_proj.weight, mlp.up_proj.weight, mlp.down_proj.weight,
         )
-
-    def project(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        linear = functional.linear
-        return linear(hidden, self.q, self.q_bias), linear(hidden, self.k, self.k_bias), linear(hidden, self.v, self.v_bias)
-
-    def out(self, hidden: torch.Tensor) -> torch.Tensor:
-        return functional.linear(hidden, self.o)
-
-    def mlp(self, hidden: torch.Tensor) -> torch.Tensor:
-        linear = functional.linear
-        return linear(functional.silu(linear(hidden, self.gate)) * linear(hidden, self.up), self.down)
 
 
 def _rms_norm(hidden: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
