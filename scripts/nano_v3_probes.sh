@@ -5,6 +5,10 @@
 #   scripts/nano_v3_probes.sh dense plain  SFT continued from the shipped v2 (112²), 400 steps,
 #                                          with stage 0's dense loss beside it or without
 #   scripts/nano_v3_probes.sh dense_long   the same with dense_weight 1, 3 000 steps (resumable)
+#   scripts/nano_v3_probes.sh first first_dense   (eleventh session) plain and dense again, attention
+#                                          grounding asked only of each region's first coordinate
+#   scripts/nano_v3_probes.sh text_first text_first_dense   plain and dense again, the prompt
+#                                          before the image in the user turn (prompt_first)
 #   scripts/nano_v3_probes.sh throughput   stage 1a's SFT, 24 steps, not / batched by task
 # One thread per run plus a data worker (the machine has 2 cores); run two at most side by side.
 set -e
@@ -30,6 +34,10 @@ for variant in "$@"; do
     E) train E_shape_only vision "${SHAPES[@]}" --set 'head_weights={char: 0, keypoints: 0, category: 0, box: 0, centre: 0}' ;;
     dense) train v2_dense sft "${CONTINUED[@]}" --set dense_weight=0.5 ;;
     plain) train v2_plain sft "${CONTINUED[@]}" --set dense_weight=0 ;;
+    first) train v2_first sft "${CONTINUED[@]}" --set dense_weight=0 --set attention_grounding_queries=first ;;
+    first_dense) train v2_first_dense sft "${CONTINUED[@]}" --set dense_weight=0.5 --set attention_grounding_queries=first ;;
+    text_first) train v2_text_first sft "${CONTINUED[@]}" --set dense_weight=0 --set prompt_first=true ;;
+    text_first_dense) train v2_text_first_dense sft "${CONTINUED[@]}" --set dense_weight=0.5 --set prompt_first=true ;;
     dense_long) train v2_dense_long sft "${CONTINUED[@]}" --set dense_weight=1.0 --set max_steps=3000 --set save_total_limit=3 ;;
     throughput) for grouped in false true; do
         train tput_$grouped sft --config nano_v3_sft1 --set model=runs/nano/v3/vision/final --set max_steps=24 \

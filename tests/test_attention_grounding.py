@@ -88,6 +88,26 @@ def test_targets_mark_each_coordinate_writer_and_its_region(nano):
             assert targets[row, query].nonzero()[:, 0].tolist() == expected, conversation.task
 
 
+def test_first_only_keeps_each_regions_first_writer_with_the_same_cells(nano):
+    conversations = _conversations()
+    batch = SFTCollator(nano)(conversations)
+    args = (batch["input_ids"], batch["labels"], batch["image_grid_thw"], nano.model.config.image_token_id,
+            _bin_of(nano), spacer_token_ids(nano.tokenizer), 2)
+    every, first = grounding_targets(*args), grounding_targets(*args, first_only=True)
+    spacers = spacer_token_ids(nano.tokenizer)
+    for row, conversation in enumerate(conversations):
+        ids = batch["input_ids"][row].tolist()
+        queries = every[row].any(dim=-1).nonzero()[:, 0].tolist()
+        kept = first[row].any(dim=-1).nonzero()[:, 0].tolist()
+        # A region's coordinates are consecutive tokens (keypoint JSON: but for its spacers); the
+        # first writer of each follows a non-spacer token, and only those stay, with their cells.
+        starts = [q for i, q in enumerate(queries)
+                  if i == 0 or any(t not in spacers for t in ids[queries[i - 1] + 2:q + 1])]
+        assert kept == starts and len(kept) < len(queries), conversation.task
+        for query in kept:
+            assert torch.equal(first[row, query], every[row, query])
+
+
 def test_keypoint_json_whitespace_does_not_split_the_box(nano):
     conversation = _conversations()[2]
     assert '"bbox": " <' in conversation.answer

@@ -181,6 +181,16 @@ def test_a_model_without_grouped_heads_drafts_and_decodes_as_generate():
     assert_same_answers(answers(model, requests), answers(model, requests, fast_decode=False), "no grouping")
 
 
+def test_a_prompt_first_model_decodes_as_generate(micro):
+    """The prompt before the image moves the image's 3-D rope positions: the loop's must follow."""
+    model = RexOmni(copy.deepcopy(micro.model), micro.processor)
+    model.prompt_first = True
+    rng = np.random.default_rng(4)
+    images = [Image.fromarray(rng.integers(0, 255, (96 + 16 * k, 112, 3), np.uint8)) for k in range(2)]
+    requests = {"images": images, "task": "detection", "categories": [["red circle", "blue star"], ["green square"]]}
+    assert_same_answers(answers(model, requests), answers(model, requests, fast_decode=False), "prompt first")
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["float32", "bfloat16"])
 def test_a_random_micro_model_with_grouped_heads_decodes_as_generate(micro, dtype):
     """Another size (2 heads sharing one key/value head, 2 layers), in float32 and in bfloat16

@@ -59,6 +59,9 @@ def test_prompt_rows_carry_what_the_rewards_need():
     # With a model's square view the image is what the model reads; sizes stay the original's.
     squared = prompt_rows(config, view=lambda image: image.resize((112, 112)))
     assert squared[0]["image"].size == (112, 112) and squared[0]["width"] == first["width"]
+    # A prompt-first model (RexOmni.prompt_first) is asked in the order it was trained on.
+    swapped = prompt_rows(config, prompt_first=True)[0]["prompt"][1]["content"]
+    assert swapped[0]["type"] == "text" and swapped[1] == {"type": "image"}
     for row in rows:  # the ground truth is that of the phrases the prompt asks for
         prompt = row["prompt"][1]["content"][1]["text"]
         assert all(region["phrase"] in prompt for region in json.loads(row["truth"]))

@@ -120,6 +120,18 @@ def test_square_view_resizes_every_image_and_survives_save_and_load(random_nano,
         model.square_side = 10
 
 
+def test_prompt_first_puts_the_prompt_before_the_image_and_survives_save_and_load(random_nano, tmp_path):
+    model = RexOmni.from_pretrained(random_nano)
+    image_first = model.chat_text("Detect red circle.")
+    assert image_first.index("<|image_pad|>") < image_first.index("Detect red circle.")
+    model.prompt_first = True
+    prompt_first = model.chat_text("Detect red circle.")
+    assert prompt_first.index("Detect red circle.") < prompt_first.index("<|image_pad|>")
+    assert sorted(prompt_first) == sorted(image_first)  # the same tokens, reordered
+    model.save_pretrained(tmp_path)
+    assert RexOmni.from_pretrained(tmp_path).prompt_first
+
+
 def test_coordinate_mass_decides_whether_a_coordinate_comes_next_inside_a_box():
     from rexomni_core.model import CoordinateMassProcessor
 

@@ -195,18 +195,20 @@ def test_sft_keeps_the_dense_loss_saves_its_heads_in_checkpoints_and_resumes_exa
     assert all(torch.equal(weights[key], again[key]) for key in weights)
     with pytest.raises(InputError, match="dense_weight"):
         SFTConfig(dense_weight=1.0, freeze_vision=True).check()
+    with pytest.raises(InputError, match="attention_grounding_queries"):
+        SFTConfig(attention_grounding_queries="last").check()
 
 
 def test_lora_sft_saves_a_merged_model_with_its_square_view(tmp_path):
     config = SFTConfig(
         output_dir=str(tmp_path / "lora"), data=TINY_DATA, max_steps=2, batch_size=2,
-        save_steps=100, logging_steps=1, nano_architecture=MICRO, square_side=56,
+        save_steps=100, logging_steps=1, nano_architecture=MICRO, square_side=56, prompt_first=True,
     )
     config.lora.r = 4
     final = train_sft(config)
     model = RexOmni.from_pretrained(final)
     assert not any("lora" in name for name in model.model.state_dict())
-    assert model.square_side == 56  # the training view is saved with the model
+    assert model.square_side == 56 and model.prompt_first  # the training view and order are saved with the model
 
 
 @pytest.mark.parametrize(

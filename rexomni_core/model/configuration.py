@@ -31,6 +31,11 @@ COORDINATE_MASS_KEY = "rexomni_coordinate_mass_decoding"
 # answer. Training adds the tasks of its data; a freshly built nano starts with none. Absent (the
 # released checkpoint): every task.
 TRAINED_TASKS_KEY = "rexomni_trained_tasks"
+# Written into config.json of checkpoints trained with the prompt before the image in the user
+# turn: the image tokens, which the language model also runs over, can then read the phrases
+# asked (causal attention), so each can tell whether it shows one of them. Absent: image first,
+# as the released model reads it.
+PROMPT_FIRST_KEY = "rexomni_prompt_first"
 
 
 def add_trained_tasks(config, tasks: Sequence[str] | None) -> None:

@@ -50,6 +50,7 @@ from .confidence import (
 from .configuration import (
     COORDINATE_MASS_KEY,
     NANO_DIR,
+    PROMPT_FIRST_KEY,
     SQUARE_SIDE_KEY,
     TRAINED_TASKS_KEY,
     default_device,
@@ -113,6 +114,15 @@ class RexOmni:
         if side is not None and not (isinstance(side, int) and side >= 28):
             raise InputError(f"square_side must be an integer ≥ 28 (one merged image token) or None, got {side!r}")
         setattr(self.model.config, SQUARE_SIDE_KEY, side)
+
+    @property
+    def prompt_first(self) -> bool:
+        """Whether the prompt comes before the image in the user turn (image first when False)."""
+        return bool(getattr(self.model.config, PROMPT_FIRST_KEY, False))
+
+    @prompt_first.setter
+    def prompt_first(self, enabled: bool) -> None:
+        setattr(self.model.config, PROMPT_FIRST_KEY, bool(enabled))
 
     @property
     def coordinate_mass_decoding(self) -> bool:
@@ -215,7 +225,7 @@ class RexOmni:
     def chat_text(self, prompt: str) -> str:
         """The full model input text for one image and one prompt (Qwen2.5-VL chat template)."""
         return self.tokenizer.apply_chat_template(
-            chat_messages(prompt), tokenize=False, add_generation_prompt=True
+            chat_messages(prompt, prompt_first=self.prompt_first), tokenize=False, add_generation_prompt=True
         )
 
     def view(self, image: Image.Image) -> Image.Image:

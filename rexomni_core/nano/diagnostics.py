@@ -64,9 +64,13 @@ def single_object_conversations(count: int, side: int, task: str, seed: int = HE
 def object_cells(conversation: Conversation, rows: int, cols: int) -> np.ndarray:
     """(rows*cols,) bool: image-token cells that the object's box overlaps, the cells attention
     grounding pulls the model onto."""
-    bins = quantize_xy(conversation.regions[0].coords, conversation.width, conversation.height)
+    return box_cells(conversation.regions[0].coords, conversation.width, conversation.height, rows, cols)
+
+
+def box_cells(box, width: int, height: int, rows: int, cols: int) -> np.ndarray:
+    """(rows*cols,) bool: the image-token cells a pixel box overlaps, as attention grounding counts them."""
     cells = np.zeros(rows * cols, dtype=bool)
-    cells[region_cells(bins, rows, cols)] = True
+    cells[region_cells(quantize_xy(list(box), width, height), rows, cols)] = True
     return cells
 
 

@@ -165,10 +165,16 @@ class SFTConfig(TrainingConfig):
     # writes a coordinate, in each listed layer (None: all but the first). 0 turns it off.
     attention_grounding: float = 0.0
     attention_grounding_layers: list[int] | None = None
+    # "first": only at the position writing each region's first coordinate, which has only the
+    # phrase to find the region by (the model card's binding probe, eleventh session).
+    attention_grounding_queries: str = "all"
     freeze_vision: bool = False
     # Resize every image to this square before the processor (nano: 112); saved in the
     # checkpoint's config.json, so prediction sees images as training did. None: keep the model's.
     square_side: int | None = None
+    # The prompt before the image in the user turn (`RexOmni.prompt_first`, saved in config.json
+    # like square_side); None keeps the model's order.
+    prompt_first: bool | None = None
     min_pixels: int | None = None  # None: the processor's (released) bounds
     max_pixels: int | None = None
     dataloader_num_workers: int = 0
@@ -204,6 +210,9 @@ class SFTConfig(TrainingConfig):
         if self.dense_weight > 0 and (self.lora.r > 0 or self.freeze_vision):
             raise InputError("SFTConfig.dense_weight trains the vision tower on cell targets: it needs full "
                              "training (no LoRA) and freeze_vision off")
+        if self.attention_grounding_queries not in ("all", "first"):
+            raise InputError("SFTConfig.attention_grounding_queries is 'all' or 'first', "
+                             f"got {self.attention_grounding_queries!r}")
 
 
 @dataclass

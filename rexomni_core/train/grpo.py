@@ -31,19 +31,20 @@ from .rewards import format_reward, task_reward
 
 
 def prompt_rows(
-    config: GRPOConfig, view: Callable[[Image.Image], Image.Image] = lambda image: image
+    config: GRPOConfig, view: Callable[[Image.Image], Image.Image] = lambda image: image, prompt_first: bool = False
 ) -> list[dict[str, Any]]:
     """`config.num_prompts` prompts from the data engines, in TRL's conversational form, each
     with what the rewards need: task, image size and the ground-truth regions (as JSON).
     `view` gives the image as the model reads it (`RexOmni.view`: nano's square view); TRL's
-    processor sees that, while width and height stay the original's (answers are normalised)."""
+    processor sees that, while width and height stay the original's (answers are normalised);
+    `prompt_first` orders the user turn as the model was trained (`RexOmni.prompt_first`)."""
     source = config.data.build()
     rows = []
     for index in range(config.num_prompts):
         conversation = source[index]
         rows.append(
             {
-                "prompt": chat_messages(conversation.prompt),
+                "prompt": chat_messages(conversation.prompt, prompt_first=prompt_first),
                 "image": view(load_image(conversation.image)),
                 "task": conversation.task,
                 "width": conversation.width,
@@ -116,7 +117,7 @@ def train_grpo(config: GRPOConfig, callbacks: Sequence = (), extra_rewards: Sequ
         model=apply_lora(rexomni.model.train(), config.lora),
         reward_funcs=[rewards.geometry, rewards.format, *extra_rewards],
         args=args,
-        train_dataset=Dataset.from_list(prompt_rows(config, rexomni.view)),
+        train_dataset=Dataset.from_list(prompt_rows(config, rexomni.view, rexomni.prompt_first)),
         processing_class=rexomni.processor,  # saved into every checkpoint (train/common.py)
         callbacks=list(callbacks),
     )

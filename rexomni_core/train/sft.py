@@ -122,9 +122,12 @@ def grounding_targets(
     bin_of: torch.Tensor,
     spacer_ids: set[int],
     merge_size: int,
+    first_only: bool = False,
 ) -> torch.Tensor:
     """(batch, seq, seq) bool: row q of example b marks the image tokens that the position q,
-    which predicts a coordinate of the answer, should look at.
+    which predicts a coordinate of the answer, should look at. `first_only`: only the position
+    that predicts each region's first coordinate, the one that must find the region from the
+    phrase alone (later ones can read where it is from the coordinates already written).
 
     The answer's coordinate tokens are grouped into regions by runs (tokens in `spacer_ids`, the
     whitespace of the keypoint JSON, do not break a run; anything else does), so this needs no
@@ -155,7 +158,7 @@ def grounding_targets(
             cells = region_cells([int(bin_of[tokens[p]]) for p in run], rows, cols)
             if cells is None:
                 continue
-            queries = torch.tensor(run, device=input_ids.device) - 1  # the position before predicts
+            queries = torch.tensor(run[:1] if first_only else run, device=input_ids.device) - 1  # the position before predicts
             targets[row, queries[:, None], image_positions[cells][None, :]] = True
     return targets
 
@@ -185,6 +188,7 @@ class RexOmniTrainer(ResumeWithWeights, Trainer):
         grounding_weight: float = 0.0,
         grounding_layers: Sequence[int] = (),
         spacer_ids: set[int] = frozenset(),
+        grounding_first_only: bool = False,
         batch_by_task: bool = False,
         dense=None,
         **kwargs,
@@ -194,6 +198,7 @@ class RexOmniTrainer(ResumeWithWeights, Trainer):
         super().__init__(*args, **kwargs)
         self.coordinate_ids, self.sigma, self.radius = coordinate_ids, sigma, radius
         self.grounding_weight, self.grounding_layers, self.spacer_ids = grounding_weight, grounding_layers, spacer_ids
+        self.grounding_first_only = grounding_first_only
         self._grounding_log: list[float] = []
         self._dense_log: list[float] = []
         # Built once: the grounding term looks every answer token up in it at each step.
@@ -245,7 +250,7 @@ class RexOmniTrainer(ResumeWithWeights, Trainer):
         config = self.accelerator.unwrap_model(model).config
         targets = grounding_targets(
             inputs["input_ids"], labels, inputs["image_grid_thw"], config.image_token_id,
-            self._bin_of, self.spacer_ids, config.vision_config.spatial_merge_size,
+            self._bin_of, self.spacer_ids, config.vision_config.spatial_merge_size, self.grounding_first_only,
         )
         loss = attention_grounding_loss(attentions, targets, self.grounding_layers)
         self._grounding_log.append(float(loss.detach()))
@@ -356,6 +361,8 @@ def load_for_training(config: SFTConfig) -> RexOmni:
         rexomni.max_pixels = config.max_pixels
     if config.square_side is not None:
         rexomni.square_side = config.square_side
+    if config.prompt_first is not None:
+        rexomni.prompt_first = config.prompt_first
     return rexomni
 
 
@@ -420,6 +427,7 @@ def train_sft(config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()) -> P
         grounding_weight=config.attention_grounding,
         grounding_layers=grounding_layers,
         spacer_ids=spacer_token_ids(rexomni.tokenizer) if config.attention_grounding > 0 else frozenset(),
+        grounding_first_only=config.attention_grounding_queries == "first",
         callbacks=list(callbacks) + probes,
         optimizers=(optimizer, None),
         batch_by_task=config.batch_by_task,
