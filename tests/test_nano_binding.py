@@ -9,7 +9,7 @@ pytest.importorskip("transformers")
 
 from rexomni_core.nano import binding  # noqa: E402
 from rexomni_core.nano.architecture import build_nano  # noqa: E402
-from rexomni_core.train.sft import IGNORE_INDEX  # noqa: E402
+from rexomni_core.train.sft import IGNORE_INDEX, coordinate_runs  # noqa: E402
 from tests.test_model_sft import MICRO  # noqa: E402
 
 
@@ -17,7 +17,8 @@ def test_coordinate_runs_split_regions_and_skip_the_prompt():
     coordinate = {5, 6, 7}.__contains__
     ids = [5, 6, 1, 5, 6, 7, 7, 2, 6, 6]
     labels = [IGNORE_INDEX] * 3 + ids[3:]  # the prompt's coordinates are not the answer's
-    assert binding.coordinate_runs(ids, labels, coordinate) == [[3, 4, 5, 6], [8, 9]]
+    assert coordinate_runs(ids, labels, coordinate) == [[3, 4, 5, 6], [8, 9]]
+    assert coordinate_runs(ids, labels, coordinate, spacer_ids={2}) == [[3, 4, 5, 6, 8, 9]]  # spacers join
 
 
 def test_box_attention_measures_shares_areas_and_which_is_denser():

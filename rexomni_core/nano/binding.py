@@ -26,7 +26,7 @@ from ..coords import quantize_xy
 from ..data.samplers import Conversation, sample_detection
 from ..data.worlds.shapes import generate_shapes
 from ..model import RexOmni
-from ..train.sft import IGNORE_INDEX, SFTCollator
+from ..train.sft import SFTCollator, coordinate_runs
 from .diagnostics import box_cells, image_grid
 from .heldout import HELDOUT_SEED
 
@@ -43,19 +43,6 @@ def binding_conversations(count: int, side: int, seed: int = HELDOUT_SEED) -> li
         conversation.image = scene.image.convert("RGB").resize((side, side))
         pairs.append((conversation, scene.annotations))
     return pairs
-
-
-def coordinate_runs(ids: list[int], labels: list[int], is_coordinate) -> list[list[int]]:
-    """Positions of the answer's coordinate tokens, one list per region (a run of consecutive ones)."""
-    runs: list[list[int]] = []
-    for position, (token, label) in enumerate(zip(ids, labels)):
-        if label == IGNORE_INDEX or not is_coordinate(token):
-            continue
-        if runs and runs[-1][-1] == position - 1:
-            runs[-1].append(position)
-        else:
-            runs.append([position])
-    return runs
 
 
 def box_attention(weights: torch.Tensor, target: np.ndarray, distractors: np.ndarray) -> np.ndarray:
@@ -88,9 +75,11 @@ def binding_attention(model: RexOmni, pairs: list[tuple[Conversation, list]], ba
                 ids = batch["input_ids"][row].tolist()
                 w, h = conversation.width, conversation.height
                 for run in coordinate_runs(ids, labels[row].tolist(), coordinate_ids.__contains__):
+                    if len(run) != 4:
+                        continue
                     bins = [bin_of[ids[p]] for p in run]
                     named = [a for a in annotations if quantize_xy(list(a.box), w, h) == bins]
-                    if len(run) != 4 or not named:
+                    if not named:
                         continue
                     target = box_cells(named[0].box, w, h, rows, cols)
                     distractors = np.zeros_like(target)

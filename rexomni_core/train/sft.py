@@ -114,6 +114,21 @@ def region_cells(bins: Sequence[int], rows: int, cols: int) -> list[int] | None:
     return [r * cols + c for r in range(row0, row1 + 1) for c in range(col0, col1 + 1)]
 
 
+def coordinate_runs(tokens: Sequence[int], labels: Sequence[int], is_coordinate, spacer_ids=frozenset()) -> list[list[int]]:
+    """Positions of the answer's coordinate tokens (labels not `IGNORE_INDEX`), one list per
+    region: a run ends at any answer token that is neither a coordinate nor in `spacer_ids`."""
+    runs, run = [], []
+    for position, (token, label) in enumerate(zip(tokens, labels)):
+        if label == IGNORE_INDEX:
+            continue
+        if is_coordinate(token):
+            run.append(position)
+        elif token not in spacer_ids and run:
+            runs.append(run)
+            run = []
+    return runs + ([run] if run else [])
+
+
 def grounding_targets(
     input_ids: torch.Tensor,
     labels: torch.Tensor,
@@ -145,16 +160,7 @@ def grounding_targets(
             continue
         # Token ids as Python ints: `bin_of` stays on the CPU whatever device the batch is on.
         tokens = input_ids[row].tolist()
-        runs, run = [], []
-        for position in (labels[row] != IGNORE_INDEX).nonzero()[:, 0].tolist():
-            token = tokens[position]
-            if bin_of[token] >= 0:
-                run.append(position)
-            elif token not in spacer_ids and run:
-                runs.append(run)
-                run = []
-        runs += [run] if run else []
-        for run in runs:
+        for run in coordinate_runs(tokens, labels[row].tolist(), lambda token: bin_of[token] >= 0, spacer_ids):
             cells = region_cells([int(bin_of[tokens[p]]) for p in run], rows, cols)
             if cells is None:
                 continue
