@@ -9,6 +9,9 @@
 #                                          grounding asked only of each region's first coordinate
 #   scripts/nano_v3_probes.sh text_first text_first_dense   plain and dense again, the prompt
 #                                          before the image in the user turn (prompt_first)
+#   scripts/nano_v3_probes.sh oracle_add oracle_replace   (twelfth session) plain's recipe with exact
+#                                          per-cell category codes added to / replacing the visual
+#                                          tokens (nano/oracle.py; evaluate with its `eval --run`)
 #   scripts/nano_v3_probes.sh throughput   stage 1a's SFT, 24 steps, not / batched by task
 # One thread per run plus a data worker (the machine has 2 cores); run two at most side by side.
 set -e
@@ -38,6 +41,8 @@ for variant in "$@"; do
     first_dense) train v2_first_dense sft "${CONTINUED[@]}" --set dense_weight=0.5 --set attention_grounding_queries=first ;;
     text_first) train v2_text_first sft "${CONTINUED[@]}" --set dense_weight=0 --set prompt_first=true ;;
     text_first_dense) train v2_text_first_dense sft "${CONTINUED[@]}" --set dense_weight=0.5 --set prompt_first=true ;;
+    oracle_add|oracle_replace) [ -d runs/probes/$variant/final ] || python -m rexomni_core.nano.oracle train \
+        --mode ${variant#oracle_} --out runs/probes/$variant > runs/probes/$variant.log 2>&1 ;;
     dense_long) train v2_dense_long sft "${CONTINUED[@]}" --set dense_weight=1.0 --set max_steps=3000 --set save_total_limit=3 ;;
     throughput) for grouped in false true; do
         train tput_$grouped sft --config nano_v3_sft1 --set model=runs/nano/v3/vision/final --set max_steps=24 \

@@ -350,6 +350,11 @@ class ConversationStream:
         return min(int(np.searchsorted(self._cumulative, rng.random())), len(self.mixture) - 1)
 
     def __getitem__(self, index: int) -> Conversation:
+        return self.scene_and_conversation(index)[1]
+
+    def scene_and_conversation(self, index: int) -> tuple[Scene, Conversation]:
+        """Conversation `index` with the scene it was drawn from (for probes that need the
+        scene's ground truth beside the image, `nano/oracle.py`)."""
         scene_seed, rng = _index_rng(self.seed, index)
         # A scene that cannot pose the drawn task (rare: no unambiguous referring expression)
         # is replaced by the next scene of the same entry; still pure in (seed, index).
@@ -358,7 +363,7 @@ class ConversationStream:
             scene = generate(entry.world, scene_seed, entry.split)
             conversation = sample_conversation(scene, entry.task, rng, entry.absent_phrases)
             if conversation is not None:
-                return conversation
+                return scene, conversation
             scene_seed += 1_000_003
 
     def __iter__(self) -> Iterator[Conversation]:

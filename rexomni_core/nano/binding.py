@@ -18,10 +18,13 @@ from __future__ import annotations
 import argparse
 import json
 import random
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 import numpy as np
 import torch
 
+from ..annotations import Scene
 from ..coords import quantize_xy
 from ..data.samplers import Conversation, sample_detection
 from ..data.worlds.shapes import generate_shapes
@@ -33,16 +36,21 @@ from .heldout import HELDOUT_SEED
 MEASURES = ("target share", "distractor share", "target area", "distractor area", "target denser")
 
 
-def binding_conversations(count: int, side: int, seed: int = HELDOUT_SEED) -> list[tuple[Conversation, list]]:
-    """`count` held-out normal-split detection conversations asking only present phrases, each
-    with its scene's annotations (distractors included), the image resized to the model's view."""
+def binding_scenes(count: int, side: int, seed: int = HELDOUT_SEED) -> list[tuple[Scene, Conversation]]:
+    """`count` held-out normal-split scenes, each with a detection conversation asking only
+    present phrases, the image resized to the model's view."""
     pairs = []
     for index in range(count):
         scene = generate_shapes(seed * 100_000 + index, "normal")
         conversation = sample_detection(scene, random.Random(index), absent_phrases=False)
         conversation.image = scene.image.convert("RGB").resize((side, side))
-        pairs.append((conversation, scene.annotations))
+        pairs.append((scene, conversation))
     return pairs
+
+
+def binding_conversations(count: int, side: int, seed: int = HELDOUT_SEED) -> list[tuple[Conversation, list]]:
+    """`binding_scenes` as (conversation, its scene's annotations, distractors included)."""
+    return [(conversation, scene.annotations) for scene, conversation in binding_scenes(count, side, seed)]
 
 
 def box_attention(weights: torch.Tensor, target: np.ndarray, distractors: np.ndarray) -> np.ndarray:
@@ -56,8 +64,11 @@ def box_attention(weights: torch.Tensor, target: np.ndarray, distractors: np.nda
     return torch.stack([on_target, on_distractors, *areas, denser.float()], -1).numpy()
 
 
-def binding_attention(model: RexOmni, pairs: list[tuple[Conversation, list]], batch_size: int = 8) -> dict:
-    """`MEASURES` per layer and head, averaged over every box with distractors in `pairs`."""
+def binding_attention(model: RexOmni, pairs: list[tuple[Conversation, list]], batch_size: int = 8,
+                      context: Callable[[], AbstractContextManager] | None = None) -> dict:
+    """`MEASURES` per layer and head, averaged over every box with distractors in `pairs`.
+    `context()`, when given, is entered around each batch's forward (`nano/oracle.py` changes the
+    visual tokens in it)."""
     coordinate_ids = set(model.coordinate_ids)
     bin_of = {token: index for index, token in enumerate(model.coordinate_ids)}
     used = model.model.config._attn_implementation
@@ -68,7 +79,7 @@ def binding_attention(model: RexOmni, pairs: list[tuple[Conversation, list]], ba
             chunk = pairs[start:start + batch_size]
             batch = SFTCollator(model)([conversation for conversation, _ in chunk])
             labels = batch.pop("labels")
-            with torch.no_grad():
+            with torch.no_grad(), (context or nullcontext)():
                 attentions = torch.stack(model.model(**batch, output_attentions=True).attentions, 1)
             for row, (conversation, annotations) in enumerate(chunk):
                 where, rows, cols = image_grid(model, batch, row)

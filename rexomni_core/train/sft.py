@@ -372,8 +372,11 @@ def load_for_training(config: SFTConfig) -> RexOmni:
     return rexomni
 
 
-def train_sft(config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()) -> Path:
-    """Run (or resume) SFT; returns the directory of the final model (`output_dir/final`)."""
+def train_sft(config: SFTConfig, callbacks: Sequence[TrainerCallback] = (), trainer_factory=RexOmniTrainer,
+              collator_factory=SFTCollator) -> Path:
+    """Run (or resume) SFT; returns the directory of the final model (`output_dir/final`).
+    A probe that changes what the model sees (`nano/oracle.py`) passes its own trainer and
+    collator (subclasses of these, or callables building them)."""
     config.check()  # before anything is written
     output_dir = Path(config.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -421,11 +424,11 @@ def train_sft(config: SFTConfig, callbacks: Sequence[TrainerCallback] = ()) -> P
     if config.vision_learning_rate_ratio != 1 or dense is not None:
         optimizer = optimizer_with_vision_ratio(model, rexomni.model.model.visual, config,
                                                 dense.heads if dense is not None else None)
-    trainer = RexOmniTrainer(
+    trainer = trainer_factory(
         model=model,
         args=args,
         train_dataset=dataset,
-        data_collator=SFTCollator(rexomni),
+        data_collator=collator_factory(rexomni),
         processing_class=rexomni.processor,  # saved into every checkpoint (train/common.py)
         coordinate_ids=torch.tensor(rexomni.coordinate_ids),
         sigma=config.coordinate_sigma,

@@ -1,0 +1,260 @@
+"""The oracle-token probe (#17): can nano's language model bind a phrase to its object when the
+visual tokens say exactly which objects each cell shows?
+
+Most of nano's boxes that land on an object name another (`nano/error_anatomy.py`), and the
+query before a box's first coordinate hardly prefers the named object (`nano/binding.py`). Two
+explanations: the visual tokens do not carry the shape (the cell probe's 0.25-0.28, chance 0.20),
+or the decoder cannot learn to pick the named object even from tokens that do. This separates
+them: each image token gets an exact code of the shapes-world categories covering its cell (a
+fixed random vector per category, weighted by the share of the cell it covers), added to the
+tower's output (`add`) or in place of it (`replace`), in training and in evaluation alike. If a
+decoder trained on such tokens still names the wrong object, binding is the decoder's (its
+capacity or its training signal); if it binds, the tokens are what is missing.
+
+    python -m rexomni_core.nano.oracle train --mode add --out runs/probes/oracle_add [--set key=value ...]
+    python -m rexomni_core.nano.oracle eval --run runs/probes/oracle_add [--count 100]
+    python -m rexomni_core.nano.oracle eval --model DIR    # the same protocol without codes
+
+Training is the SFT recipe `nano_ladder4_shapes` continued from the shipped nano (the eleventh
+session's probes: 400 steps x 16 at 112², lr 2e-4), its conversations drawn by `OracleStream`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from dataclasses import asdict, dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..annotations import Scene
+from ..coco import xyxy_to_bbox
+from ..data.cell_targets import cell_coverage, grid_side, object_pixels
+from ..data.samplers import Conversation, ConversationStream
+from ..data.synth import scene_seed
+from ..data.worlds import generate
+from ..errors import InputError
+from ..eval.f1 import sound_f1
+from ..eval.inputs import detections_from_records, ground_truth_from_payload
+from ..model import RexOmni
+from ..train.sft import RexOmniTrainer, SFTCollator
+from .binding import binding_attention, binding_scenes
+from .error_anatomy import anatomy
+from .heldout import HELDOUT_SEED
+from .vocabulary import SHAPE_CATEGORIES
+
+MODES = ("add", "replace")
+ORACLE_FILE = "oracle.json"  # in the run folder: the codes' settings, which evaluation rebuilds
+_CATEGORY = {name: i for i, name in enumerate(SHAPE_CATEGORIES)}
+
+
+def category_coverage(scene: Scene, square_side: int) -> np.ndarray:
+    """(cells, categories) float32: the share of each cell (of a `square_side` square view, raster
+    order) that the objects of each shapes-world category cover, occlusion ignored (a code says
+    every object there, not just the one on top)."""
+    cells = grid_side(square_side)
+    coverage = np.zeros((cells * cells, len(SHAPE_CATEGORIES)), dtype=np.float32)
+    for annotation in scene.annotations:
+        if annotation.category in _CATEGORY:
+            pixels = object_pixels(annotation, scene.width, scene.height)
+            coverage[:, _CATEGORY[annotation.category]] += cell_coverage(pixels, cells).reshape(-1)
+    return np.minimum(coverage, 1.0)
+
+
+@dataclass(frozen=True)
+class OracleCodes:
+    """A fixed random code per category, each of root-mean-square `scale` (the shipped nano's
+    visual tokens have 6.5), pure in `seed`: evaluation rebuilds the codes training saw."""
+
+    mode: str = "add"
+    scale: float = 6.5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise InputError(f"oracle mode must be one of {MODES}, got {self.mode!r}")
+
+    def table(self, hidden: int) -> torch.Tensor:
+        generator = torch.Generator().manual_seed(self.seed)
+        codes = torch.randn(len(SHAPE_CATEGORIES), hidden, generator=generator)
+        return codes * (self.scale / codes.pow(2).mean(-1, keepdim=True).sqrt())
+
+    def save(self, run: Path) -> None:
+        (run / ORACLE_FILE).write_text(json.dumps(asdict(self)))
+
+    @classmethod
+    def load(cls, run: Path) -> OracleCodes:
+        path = run / ORACLE_FILE
+        if not path.is_file():
+            raise InputError(f"{run}: no {ORACLE_FILE}; is it a run of `nano.oracle train`?")
+        return cls(**json.loads(path.read_text()))
+
+
+@contextmanager
+def oracle_tokens(model, coverage: torch.Tensor, codes: OracleCodes) -> Iterator[None]:
+    """While inside, the vision tower's output tokens (every image of the next forward, in order)
+    get `coverage` (cells, categories) @ the code table added, or are replaced by it."""
+    visual = model.model.visual
+
+    def hook(module, args, output):
+        table = codes.table(output.pooler_output.shape[-1]).to(output.pooler_output)
+        oracle = coverage.to(table) @ table
+        if oracle.shape != output.pooler_output.shape:
+            raise ValueError(f"oracle codes for {oracle.shape[0]} cells, the tower made {output.pooler_output.shape[0]}")
+        output.pooler_output = oracle if codes.mode == "replace" else output.pooler_output + oracle
+        return output
+
+    handle = visual.register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@dataclass
+class OracleConversation:
+    conversation: Conversation
+    coverage: np.ndarray
+
+
+class OracleStream(ConversationStream):
+    """A `ConversationStream` whose items carry their scene's `category_coverage` at `square_side`."""
+
+    def __init__(self, *args, square_side: int = 112, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.square_side = square_side
+
+    def __getitem__(self, index: int) -> OracleConversation:
+        scene, conversation = self.scene_and_conversation(index)
+        return OracleConversation(conversation, category_coverage(scene, self.square_side))
+
+
+class OracleCollator(SFTCollator):
+    def __call__(self, items: Sequence[OracleConversation]) -> dict[str, torch.Tensor]:
+        batch = super().__call__([item.conversation for item in items])
+        batch["oracle_coverage"] = torch.from_numpy(np.concatenate([item.coverage for item in items]))
+        return batch
+
+
+class OracleTrainer(RexOmniTrainer):
+    def __init__(self, *args, codes: OracleCodes, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.codes = codes
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        coverage = inputs.pop("oracle_coverage")
+        with oracle_tokens(model, coverage, self.codes):
+            return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+
+
+PROBE_RECIPE = (  # the eleventh session's continuation from the shipped nano (scripts/nano_v3_probes.sh)
+    "model=rexomni_core/assets/nano", "data.kwargs.seed=61", "max_steps=400", "learning_rate=0.0002",
+    "warmup_steps=20", "bf16=false", "save_steps=100", "save_total_limit=5", "batch_by_task=true",
+    "dataloader_num_workers=1", "probe_test_images=0", "dense_weight=0",
+    "data.factory=rexomni_core.nano.oracle:OracleStream",
+)
+
+
+def train_oracle(out: Path, codes: OracleCodes, overrides: Sequence[str] = ()) -> Path:
+    from ..train.configs import SFTConfig
+    from ..train.sft import train_sft
+
+    config = SFTConfig.from_yaml("nano_ladder4_shapes", [*PROBE_RECIPE, f"output_dir={out}", *overrides])
+    out.mkdir(parents=True, exist_ok=True)
+    codes.save(out)
+    return train_sft(config, trainer_factory=partial(OracleTrainer, codes=codes), collator_factory=OracleCollator)
+
+
+def heldout_scenes(count: int) -> list[Scene]:
+    """The held-out normal-split shapes scenes (`rexomni data synth`'s for seed `HELDOUT_SEED`)."""
+    return [generate("shapes", scene_seed(HELDOUT_SEED, index), "normal") for index in range(count)]
+
+
+def _ground_truth(scenes: Sequence[Scene]) -> dict:
+    return {
+        "images": [{"id": i + 1, "width": s.width, "height": s.height} for i, s in enumerate(scenes)],
+        "categories": [{"id": i + 1, "name": name} for i, name in enumerate(SHAPE_CATEGORIES)],
+        "annotations": [
+            {"id": k, "image_id": i + 1, "category_id": _CATEGORY[a.category] + 1, "bbox": xyxy_to_bbox(a.box),
+             "area": float((a.box[2] - a.box[0]) * (a.box[3] - a.box[1])), "iscrowd": 0}
+            for k, (i, a) in enumerate(((i, a) for i, s in enumerate(scenes) for a in s.annotations), start=1)
+        ],
+    }
+
+
+def evaluate_oracle(model: RexOmni, codes: OracleCodes | None, count: int = 100, batch_size: int = 8,
+                    binding_count: int = 96) -> dict:
+    """Detection of the phrases each held-out scene holds (sound F1, the error anatomy of its
+    boxes) and the binding attention, with the codes given to the model (none: `codes` None)."""
+    side = model.square_side or 112
+    scenes = heldout_scenes(count)
+    gt = ground_truth_from_payload(_ground_truth(scenes))
+    category_ids = {name: i + 1 for i, name in enumerate(SHAPE_CATEGORIES)}
+    records, answers, truth = [], [], {}
+    for start in range(0, count, batch_size):
+        chunk = scenes[start:start + batch_size]
+        images = [s.image for s in chunk]
+        phrases = [sorted({a.category for a in s.annotations}) for s in chunk]
+        coverage = torch.from_numpy(np.concatenate([category_coverage(s, side) for s in chunk]))
+        with oracle_tokens(model.model, coverage, codes) if codes else nullcontext():
+            predictions = model.predict_batch(images, task="detection", categories=phrases)
+        for offset, (scene, prediction) in enumerate(zip(chunk, predictions)):
+            image_id = start + offset + 1
+            records += prediction.to_coco(image_id, category_ids, unknown="skip")
+            answers.append({"image_id": image_id, "prediction": prediction.parsed_dict()})
+            truth[image_id] = [(a.category, list(a.box)) for a in scene.annotations]
+    report = sound_f1(gt, detections_from_records(records, gt, lenient=True)).to_dict()
+    outcomes = anatomy(answers, truth)
+    landed = sum(outcomes.values()) - outcomes["hits nothing"]
+    result = {
+        "images": count, "f1@0.5": round(report["f1@0.5"], 3), "f1@miou": round(report["f1@miou"], 3),
+        "boxes": sum(outcomes.values()), "landed": landed,
+        "right of landed": round(outcomes["right"] / max(landed, 1), 3), "outcomes": dict(outcomes),
+    }
+    if binding_count:
+        result["binding"] = _binding(model, codes, binding_count, side)
+    return result
+
+
+def _binding(model: RexOmni, codes: OracleCodes | None, count: int, side: int) -> dict:
+    """`nano/binding.py`'s measure on its held-out scenes, the codes given to the model."""
+    pairs, coverages = [], []
+    for scene, conversation in binding_scenes(count, side):
+        pairs.append((conversation, scene.annotations))
+        coverages.append(category_coverage(scene, side))
+    chunks = [torch.from_numpy(np.concatenate(coverages[i:i + 8])) for i in range(0, count, 8)]
+    contexts = iter(chunks)
+    return binding_attention(model, pairs, batch_size=8,
+                             context=(lambda: oracle_tokens(model.model, next(contexts), codes)) if codes else None)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    train = commands.add_parser("train", help="SFT from the shipped nano with oracle codes in its visual tokens")
+    train.add_argument("--out", type=Path, required=True)
+    train.add_argument("--mode", choices=MODES, default="add")
+    train.add_argument("--scale", type=float, default=OracleCodes.scale)
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="an SFT config override")
+    evaluate = commands.add_parser("eval", help="held-out detection, error anatomy and binding")
+    evaluate.add_argument("--run", type=Path, help="an oracle run folder: its final model, with its codes")
+    evaluate.add_argument("--model", help="any checkpoint, evaluated without codes (default: the shipped nano)")
+    evaluate.add_argument("--count", type=int, default=100)
+    evaluate.add_argument("--binding-count", type=int, default=96)
+    args = parser.parse_args(argv)
+    if args.command == "train":
+        print(f"final model: {train_oracle(args.out, OracleCodes(args.mode, args.scale), args.set)}")
+        return
+    codes = OracleCodes.load(args.run) if args.run else None
+    model = RexOmni.from_pretrained(str(args.run / "final") if args.run else args.model, device="cpu")
+    result = evaluate_oracle(model, codes, args.count, binding_count=args.binding_count)
+    print(json.dumps({"run": str(args.run or args.model), "codes": asdict(codes) if codes else None, **result}))
+
+
+if __name__ == "__main__":
+    main()

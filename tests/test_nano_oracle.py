@@ -1,0 +1,105 @@
+"""rexomni_core.nano.oracle: exact per-cell category codes in (or instead of) the visual tokens,
+the conversations that carry them, and the held-out protocol that evaluates with them."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip("transformers")
+
+from rexomni_core.annotations import Annotation, Scene  # noqa: E402
+from rexomni_core.data.samplers import ConversationStream  # noqa: E402
+from rexomni_core.errors import InputError  # noqa: E402
+from rexomni_core.nano import oracle  # noqa: E402
+from rexomni_core.nano.architecture import build_nano  # noqa: E402
+from rexomni_core.nano.vocabulary import SHAPE_CATEGORIES  # noqa: E402
+from tests.test_model_sft import MICRO  # noqa: E402
+
+
+def _scene() -> Scene:
+    # 224 x 112 seen at 112²: each cell of the 4 x 4 grid is 56 x 28 original pixels.
+    red = Annotation("red circle", [0, 0, 56, 28])  # exactly cell (0, 0)
+    blue = Annotation("blue square", [0, 0, 112, 28])  # cells (0, 0) and (0, 1)
+    return Scene(Image.new("RGB", (224, 112)), "shapes", "normal", 0, [red, blue])
+
+
+def test_category_coverage_weighs_every_category_of_a_cell():
+    coverage = oracle.category_coverage(_scene(), 112)
+    assert coverage.shape == (16, len(SHAPE_CATEGORIES))
+    red, blue = SHAPE_CATEGORIES.index("red circle"), SHAPE_CATEGORIES.index("blue square")
+    np.testing.assert_allclose(coverage[0, [red, blue]], [1.0, 1.0])  # both, though blue is on top
+    np.testing.assert_allclose(coverage[1, [red, blue]], [0.0, 1.0])
+    assert coverage[2:].sum() == 0 and coverage[:, [i for i in range(30) if i not in (red, blue)]].sum() == 0
+
+
+def test_codes_are_pure_in_their_settings_and_saved_with_the_run(tmp_path):
+    codes = oracle.OracleCodes("replace", scale=2.0, seed=3)
+    table = codes.table(64)
+    assert table.shape == (len(SHAPE_CATEGORIES), 64)
+    torch.testing.assert_close(table.pow(2).mean(-1).sqrt(), torch.full((30,), 2.0))
+    torch.testing.assert_close(table, oracle.OracleCodes("replace", 2.0, 3).table(64))
+    assert not torch.allclose(table, oracle.OracleCodes("replace", 2.0, 4).table(64))
+    codes.save(tmp_path)
+    assert oracle.OracleCodes.load(tmp_path) == codes
+    with pytest.raises(InputError, match="no oracle.json"):
+        oracle.OracleCodes.load(tmp_path / "elsewhere")
+    with pytest.raises(InputError, match="mode"):
+        oracle.OracleCodes("multiply")
+
+
+def test_oracle_tokens_add_to_or_replace_the_towers_output_only_inside():
+    model = build_nano(seed=0, **MICRO)
+    model.square_side = 112  # the probe's view: one 4 x 4 grid per image
+    batch = oracle.OracleCollator(model)([oracle.OracleConversation(c, oracle.category_coverage(s, 112))
+                                          for s, c in _two_conversations()])
+    coverage = batch.pop("oracle_coverage")
+    assert coverage.shape == (2 * 16, 30)
+    visual = model.model.model.visual
+
+    def tokens():
+        with torch.no_grad():
+            return visual(batch["pixel_values"], grid_thw=batch["image_grid_thw"]).pooler_output
+
+    plain = tokens()
+    for mode in oracle.MODES:
+        codes = oracle.OracleCodes(mode, scale=1.0)
+        expected = coverage @ codes.table(plain.shape[-1])
+        with oracle.oracle_tokens(model.model, coverage, codes):
+            seen = tokens()
+        torch.testing.assert_close(seen, expected if mode == "replace" else plain + expected)
+    torch.testing.assert_close(tokens(), plain)  # the hook is gone
+    with oracle.oracle_tokens(model.model, coverage[:16], oracle.OracleCodes()), pytest.raises(ValueError, match="16 cells"):
+        tokens()
+
+
+def _two_conversations():
+    stream = ConversationStream(seed=1)
+    return [stream.scene_and_conversation(i) for i in range(2)]
+
+
+def test_oracle_stream_is_the_conversation_stream_with_coverage():
+    stream = oracle.OracleStream(seed=7, square_side=112)
+    plain = ConversationStream(seed=7)
+    for index in range(3):
+        item = stream[index]
+        assert item.conversation.answer == plain[index].answer and item.conversation.prompt == plain[index].prompt
+        assert item.coverage.shape == (16, 30)
+    assert stream.entry_index(5) == plain.entry_index(5)
+
+
+def test_oracle_training_and_evaluation_end_to_end(tmp_path, monkeypatch):
+    """A micro model trained two steps with replaced tokens, then evaluated with its codes."""
+    monkeypatch.setattr(oracle, "PROBE_RECIPE", tuple(s for s in oracle.PROBE_RECIPE if not s.startswith("model=")))
+    micro = [f"nano_architecture={MICRO}".replace("'", '"'), "model=nano-init", "max_steps=2", "batch_size=2",
+             "save_steps=2", "square_side=112", "dataloader_num_workers=0", "attention_grounding=0", "logging_steps=1"]
+    final = oracle.train_oracle(tmp_path / "run", oracle.OracleCodes("replace"), micro)
+    assert (final / "config.json").is_file()
+    assert oracle.OracleCodes.load(tmp_path / "run").mode == "replace"
+    from rexomni_core.model import RexOmni
+
+    model = RexOmni.from_pretrained(str(final), device="cpu")
+    result = oracle.evaluate_oracle(model, oracle.OracleCodes("replace"), count=3, batch_size=2, binding_count=2)
+    assert result["images"] == 3 and 0 <= result["f1@0.5"] <= 1
+    assert result["boxes"] == sum(result["outcomes"].values()) and result["landed"] <= result["boxes"]
+    assert "binding" in result
