@@ -11,7 +11,10 @@
 #                                          before the image in the user turn (prompt_first)
 #   scripts/nano_v3_probes.sh oracle_add oracle_replace   (twelfth session) plain's recipe with exact
 #                                          per-cell category codes added to / replacing the visual
-#                                          tokens (nano/oracle.py; evaluate with its `eval --run`)
+#                                          tokens (nano/oracle.py; evaluate with its `eval --run`);
+#                                          oracle_add_long: 1 600 steps at lr 5e-4; oracle_add_first:
+#                                          with the first-coordinate grounding loss; plain_long: the
+#                                          control of oracle_add_long (same steps and rate, no codes)
 #   scripts/nano_v3_probes.sh throughput   stage 1a's SFT, 24 steps, not / batched by task
 # One thread per run plus a data worker (the machine has 2 cores); run two at most side by side.
 set -e
@@ -20,6 +23,8 @@ export PYTHONPATH=$PWD HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1
 train() { name=$1; kind=$2; shift 2; [ -d runs/probes/$name/final ] && return
   mkdir -p runs/probes
   python -m rexomni_core.cli train "$kind" --set output_dir=runs/probes/$name "$@" > runs/probes/$name.log 2>&1; }
+oracle() { name=$1; shift; [ -d runs/probes/$name/final ] && return
+  python -m rexomni_core.nano.oracle train --out runs/probes/$name "$@" > runs/probes/$name.log 2>&1; }
 SHAPES=(--config nano_v3_vision --set max_steps=250 --set warmup_steps=20 --set save_steps=250 --set logging_steps=25
         --set 'data.kwargs.mixture=[{world: shapes, split: normal, weight: 3}, {world: shapes, split: few, weight: 1}, {world: shapes, split: dense, weight: 1}]')
 HEADS='{char: 0, keypoints: 0}'
@@ -41,8 +46,12 @@ for variant in "$@"; do
     first_dense) train v2_first_dense sft "${CONTINUED[@]}" --set dense_weight=0.5 --set attention_grounding_queries=first ;;
     text_first) train v2_text_first sft "${CONTINUED[@]}" --set dense_weight=0 --set prompt_first=true ;;
     text_first_dense) train v2_text_first_dense sft "${CONTINUED[@]}" --set dense_weight=0.5 --set prompt_first=true ;;
-    oracle_add|oracle_replace) [ -d runs/probes/$variant/final ] || python -m rexomni_core.nano.oracle train \
-        --mode ${variant#oracle_} --out runs/probes/$variant > runs/probes/$variant.log 2>&1 ;;
+    oracle_add|oracle_replace) oracle $variant --mode ${variant#oracle_} ;;
+    oracle_add_long) oracle $variant --mode add --set max_steps=1600 --set learning_rate=0.0005 --set warmup_steps=50 \
+        --set save_steps=200 --set save_total_limit=3 ;;
+    oracle_add_first) oracle $variant --mode add --set attention_grounding_queries=first ;;
+    plain_long) train v2_plain_long sft "${CONTINUED[@]}" --set dense_weight=0 --set probe_test_images=0 --set max_steps=1600 \
+        --set learning_rate=0.0005 --set warmup_steps=50 --set save_steps=200 --set save_total_limit=3 ;;
     dense_long) train v2_dense_long sft "${CONTINUED[@]}" --set dense_weight=1.0 --set max_steps=3000 --set save_total_limit=3 ;;
     throughput) for grouped in false true; do
         train tput_$grouped sft --config nano_v3_sft1 --set model=runs/nano/v3/vision/final --set max_steps=24 \

@@ -1,6 +1,8 @@
 """rexomni_core.nano.oracle: exact per-cell category codes in (or instead of) the visual tokens,
 the conversations that carry them, and the held-out protocol that evaluates with them."""
 
+import random
+
 import numpy as np
 import pytest
 import torch
@@ -103,3 +105,36 @@ def test_oracle_training_and_evaluation_end_to_end(tmp_path, monkeypatch):
     assert result["images"] == 3 and 0 <= result["f1@0.5"] <= 1
     assert result["boxes"] == sum(result["outcomes"].values()) and result["landed"] <= result["boxes"]
     assert "binding" in result
+
+
+def test_retrieval_batches_place_the_cells_as_an_image_and_name_the_phrases_cells():
+    model = build_nano(seed=0, **MICRO)
+    language_model = model.model.model.language_model
+    codes = oracle.OracleCodes("replace", scale=1.0).table(64)
+    scenes = oracle.heldout_scenes(3)
+    batch = oracle.retrieval_batch(language_model, model.tokenizer, codes, scenes, random.Random(0))
+    phrase_length = batch.embeddings.shape[1] - 16
+    assert batch.embeddings.shape == (3, 16 + phrase_length, 64) and batch.targets.shape == (3, 16)
+    torch.testing.assert_close(batch.embeddings[0, :16], torch.from_numpy(oracle.category_coverage(scenes[0], 112)) @ codes)
+    assert batch.positions[:, 0, 5].tolist() == [0, 1, 1] and batch.positions[:, 0, 16].tolist() == [4, 4, 4]
+    assert bool((batch.targets <= batch.objects).all()) and bool(batch.targets.any(-1).all())
+    where = torch.randn(16, 64)
+    placed = oracle.retrieval_batch(language_model, model.tokenizer, codes, scenes, random.Random(0), cell_codes=where)
+    torch.testing.assert_close(placed.embeddings[:, :16] - batch.embeddings[:, :16], where.expand(3, -1, -1))
+    torch.testing.assert_close(placed.embeddings[:, 16:], batch.embeddings[:, 16:])
+
+
+def test_a_small_objects_most_covered_cell_is_its_target():
+    coverage = torch.tensor([0.0, 0.05, 0.1, 0.0])  # covers no cell the 0.15 the rule asks
+    assert oracle._shown(coverage).tolist() == [False, False, True, False]
+    assert oracle._shown(torch.tensor([0.5, 0.2, 0.1, 0.0])).tolist() == [True, True, False, False]
+    assert not oracle._shown(torch.zeros(4)).any()
+
+
+def test_retrieval_probe_reports_a_held_out_curve_from_a_fresh_decoder(monkeypatch):
+    monkeypatch.setattr("rexomni_core.nano.architecture.build_nano",
+                        lambda seed=0, **kw: build_nano(seed=seed, **MICRO))
+    curve = oracle.retrieval_probe("fresh", steps=2, batch_size=4, test_scenes=6, evaluate_every=1,
+                                   learning_rate=1e-3, cell_positions=True)
+    assert [point["step"] for point in curve] == [0, 1, 2]
+    assert all(0 <= p["right"] <= p["landed"] <= 1 for p in curve)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
@@ -233,6 +234,110 @@ def _binding(model: RexOmni, codes: OracleCodes | None, count: int, side: int) -
                              context=(lambda: oracle_tokens(model.model, next(contexts), codes)) if codes else None)
 
 
+# The same question without the rest of SFT: a retrieval task on the nano's own text decoder.
+RETRIEVAL_QUERY = "<|object_ref_end|><|box_start|>"  # what precedes a box's first coordinate in an answer
+_TARGET_COVERAGE = 0.15  # a cell shows a category when its objects cover this share (cell_targets' rule)
+
+
+@dataclass
+class RetrievalBatch:
+    """Scenes as oracle-coded cells, each followed by one of its phrases: `embeddings` (B, L, H),
+    `positions` (3, B, L) as the model places an image of G x G tokens and the text after it,
+    `targets` (B, cells) the cells the phrase's objects show, `objects` (B, cells) any object's."""
+
+    embeddings: torch.Tensor
+    positions: torch.Tensor
+    targets: torch.Tensor
+    objects: torch.Tensor
+
+
+def retrieval_batch(language_model, tokenizer, codes: torch.Tensor, scenes: Sequence[Scene], rng: random.Random,
+                    square_side: int = 112, cell_codes: torch.Tensor | None = None) -> RetrievalBatch:
+    """`cell_codes` (cells, H), when given, are added to every scene's cells: where each is, in
+    the tokens' content (rotary positions put it only in attention's scores, not in what a head
+    reads out)."""
+    cells = grid_side(square_side)
+    embed = language_model.get_input_embeddings()
+    rows, cols = torch.meshgrid(torch.arange(cells), torch.arange(cells), indexing="ij")
+    embeddings, targets, objects = [], [], []
+    for scene in scenes:
+        coverage = torch.from_numpy(category_coverage(scene, square_side))
+        phrase = rng.choice(sorted({a.category for a in scene.annotations}))
+        ids = tokenizer(phrase + RETRIEVAL_QUERY, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+        content = coverage @ codes if cell_codes is None else coverage @ codes + cell_codes
+        embeddings.append(torch.cat([content, embed(ids)]))
+        targets.append(_shown(coverage[:, _CATEGORY[phrase]]))
+        objects.append(_shown(coverage.max(-1).values))
+    length = max(len(e) for e in embeddings)
+    if any(len(e) != length for e in embeddings):  # every phrase of the world is the same length here
+        raise ValueError("phrases of different token lengths in one batch")
+    text = torch.arange(length - cells * cells) + cells  # text starts after the image's largest position
+    image = torch.stack([torch.zeros(cells * cells, dtype=torch.long), rows.reshape(-1), cols.reshape(-1)])
+    positions = torch.cat([image, text.expand(3, -1)], dim=1)[:, None].expand(-1, len(scenes), -1)
+    return RetrievalBatch(torch.stack(embeddings), positions, torch.stack(targets), torch.stack(objects))
+
+
+def _shown(coverage: torch.Tensor) -> torch.Tensor:
+    """(cells,) bool: the cells covered at least `_TARGET_COVERAGE`, and always the most covered
+    one (a small object covers no cell that much, and an empty target would make the loss infinite)."""
+    return (coverage >= _TARGET_COVERAGE) | ((coverage == coverage.max()) & (coverage > 0))
+
+
+def retrieval_scores(language_model, readout, batch: RetrievalBatch) -> torch.Tensor:
+    """(B, cells) logits over the image cells from the phrase's last query position."""
+    hidden = language_model(inputs_embeds=batch.embeddings, position_ids=batch.positions).last_hidden_state
+    return readout(hidden[:, -1])
+
+
+def retrieval_probe(init: str, steps: int, batch_size: int = 32, learning_rate: float = 5e-4, seed: int = 0,
+                    test_scenes: int = 400, evaluate_every: int = 100, codes: OracleCodes = OracleCodes("replace"),
+                    cell_positions: bool = False) -> list[dict]:
+    """Train the nano's text decoder (from the shipped nano's weights, `init="shipped"`, or fresh)
+    and a linear readout over the cells to pick the cells of the phrase's objects from oracle
+    codes alone (no vision tower), with a fixed random code per cell added when `cell_positions`;
+    the curve of held-out accuracy: the argmax on the named category's cells ("right") and on
+    any object's ("landed"), and right of landed."""
+    from ..nano.architecture import build_nano
+
+    rexomni = RexOmni.from_pretrained(None, device="cpu", dtype=torch.float32) if init == "shipped" else build_nano(seed)
+    language_model, tokenizer = rexomni.model.model.language_model.train(), rexomni.tokenizer
+    hidden = language_model.config.hidden_size
+    table = codes.table(hidden)
+    cells = grid_side(112) ** 2  # 16 < the table's 30 rows: a distinct random code per cell
+    cell_codes = OracleCodes(codes.mode, codes.scale, codes.seed + 1).table(hidden)[:cells] if cell_positions else None
+    torch.manual_seed(seed)
+    readout = torch.nn.Linear(hidden, cells)
+    optimizer = torch.optim.AdamW([*language_model.parameters(), *readout.parameters()], lr=learning_rate)
+    rng, test_rng = random.Random(seed), random.Random(HELDOUT_SEED)
+    with torch.no_grad():
+        test = retrieval_batch(language_model, tokenizer, table, heldout_scenes(test_scenes), test_rng, cell_codes=cell_codes)
+    curve, index = [], 0
+    for step in range(steps + 1):
+        if step % evaluate_every == 0 or step == steps:
+            with torch.no_grad():
+                scores = retrieval_scores(language_model.eval(), readout, test)
+            language_model.train()
+            picked = scores.argmax(-1, keepdim=True)
+            right = float(test.targets.gather(1, picked).float().mean())
+            landed = float(test.objects.gather(1, picked).float().mean())
+            curve.append({"step": step, "right": round(right, 3), "landed": round(landed, 3),
+                          "right of landed": round(right / max(landed, 1e-9), 3)})
+            print(json.dumps({"init": init, "cell positions": cell_positions, **curve[-1]}), flush=True)
+        if step == steps:
+            break
+        scenes = [generate("shapes", scene_seed(seed, index + i), "normal") for i in range(batch_size)]
+        index += batch_size
+        batch = retrieval_batch(language_model, tokenizer, table, scenes, rng, cell_codes=cell_codes)
+        log_p = retrieval_scores(language_model, readout, batch).log_softmax(-1)
+        loss = -log_p.masked_fill(~batch.targets, float("-inf")).logsumexp(-1).mean()
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"retrieval loss {float(loss)} at step {step}")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return curve
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -241,6 +346,11 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--mode", choices=MODES, default="add")
     train.add_argument("--scale", type=float, default=OracleCodes.scale)
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="an SFT config override")
+    retrieval = commands.add_parser("retrieval", help="the decoder alone: pick the named object's cells from codes")
+    retrieval.add_argument("--init", choices=("shipped", "fresh"), default="shipped")
+    retrieval.add_argument("--steps", type=int, default=600)
+    retrieval.add_argument("--learning-rate", type=float, default=5e-4)
+    retrieval.add_argument("--cell-positions", action="store_true", help="a fixed code per cell added to its content")
     evaluate = commands.add_parser("eval", help="held-out detection, error anatomy and binding")
     evaluate.add_argument("--run", type=Path, help="an oracle run folder: its final model, with its codes")
     evaluate.add_argument("--model", help="any checkpoint, evaluated without codes (default: the shipped nano)")
@@ -249,6 +359,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.command == "train":
         print(f"final model: {train_oracle(args.out, OracleCodes(args.mode, args.scale), args.set)}")
+        return
+    if args.command == "retrieval":
+        retrieval_probe(args.init, args.steps, learning_rate=args.learning_rate, cell_positions=args.cell_positions)
         return
     codes = OracleCodes.load(args.run) if args.run else None
     model = RexOmni.from_pretrained(str(args.run / "final") if args.run else args.model, device="cpu")
