@@ -289,14 +289,30 @@ def retrieval_scores(language_model, readout, batch: RetrievalBatch) -> torch.Te
     return readout(hidden[:, -1])
 
 
+class PointerReadout(torch.nn.Module):
+    """The control that says the retrieval is learnable from these inputs: one attention head
+    whose query is the mean of the phrase's (RMS-normalised) token embeddings and whose keys are
+    the cells'; its scores over the cells are the answer. No decoder."""
+
+    def __init__(self, hidden: int, width: int = 64):
+        super().__init__()
+        self.query, self.key = torch.nn.Linear(hidden, width), torch.nn.Linear(hidden, width)
+
+    def forward(self, batch: RetrievalBatch) -> torch.Tensor:
+        cells = batch.targets.shape[1]
+        embeddings = torch.nn.functional.rms_norm(batch.embeddings, (batch.embeddings.shape[-1],))
+        return torch.einsum("bw,bcw->bc", self.query(embeddings[:, cells:].mean(1)), self.key(embeddings[:, :cells]))
+
+
 def retrieval_probe(init: str, steps: int, batch_size: int = 32, learning_rate: float = 5e-4, seed: int = 0,
                     test_scenes: int = 400, evaluate_every: int = 100, codes: OracleCodes = OracleCodes("replace"),
-                    cell_positions: bool = False) -> list[dict]:
+                    cell_positions: bool = False, pointer: bool = False) -> list[dict]:
     """Train the nano's text decoder (from the shipped nano's weights, `init="shipped"`, or fresh)
     and a linear readout over the cells to pick the cells of the phrase's objects from oracle
-    codes alone (no vision tower), with a fixed random code per cell added when `cell_positions`;
-    the curve of held-out accuracy: the argmax on the named category's cells ("right") and on
-    any object's ("landed"), and right of landed."""
+    codes alone (no vision tower), with a fixed random code per cell added when `cell_positions`
+    (or, `pointer`, only a `PointerReadout` on the same inputs); the curve of held-out accuracy:
+    the argmax on the named category's cells ("right") and on any object's ("landed"), and right
+    of landed."""
     from ..nano.architecture import build_nano
 
     rexomni = RexOmni.from_pretrained(None, device="cpu", dtype=torch.float32) if init == "shipped" else build_nano(seed)
@@ -306,8 +322,14 @@ def retrieval_probe(init: str, steps: int, batch_size: int = 32, learning_rate: 
     cells = grid_side(112) ** 2  # 16 < the table's 30 rows: a distinct random code per cell
     cell_codes = OracleCodes(codes.mode, codes.scale, codes.seed + 1).table(hidden)[:cells] if cell_positions else None
     torch.manual_seed(seed)
-    readout = torch.nn.Linear(hidden, cells)
-    optimizer = torch.optim.AdamW([*language_model.parameters(), *readout.parameters()], lr=learning_rate)
+    if pointer:
+        model = PointerReadout(hidden)
+        score, parameters = model, list(model.parameters())
+    else:
+        readout = torch.nn.Linear(hidden, cells)
+        score = partial(retrieval_scores, language_model, readout)
+        parameters = [*language_model.parameters(), *readout.parameters()]
+    optimizer = torch.optim.AdamW(parameters, lr=learning_rate)
     rng, test_rng = random.Random(seed), random.Random(HELDOUT_SEED)
     with torch.no_grad():
         test = retrieval_batch(language_model, tokenizer, table, heldout_scenes(test_scenes), test_rng, cell_codes=cell_codes)
@@ -315,20 +337,23 @@ def retrieval_probe(init: str, steps: int, batch_size: int = 32, learning_rate: 
     for step in range(steps + 1):
         if step % evaluate_every == 0 or step == steps:
             with torch.no_grad():
-                scores = retrieval_scores(language_model.eval(), readout, test)
+                language_model.eval()
+                scores = score(test)
             language_model.train()
             picked = scores.argmax(-1, keepdim=True)
             right = float(test.targets.gather(1, picked).float().mean())
             landed = float(test.objects.gather(1, picked).float().mean())
             curve.append({"step": step, "right": round(right, 3), "landed": round(landed, 3),
                           "right of landed": round(right / max(landed, 1e-9), 3)})
-            print(json.dumps({"init": init, "cell positions": cell_positions, **curve[-1]}), flush=True)
+            print(json.dumps({"init": "pointer" if pointer else init, "cell positions": cell_positions, **curve[-1]}),
+                  flush=True)
         if step == steps:
             break
         scenes = [generate("shapes", scene_seed(seed, index + i), "normal") for i in range(batch_size)]
         index += batch_size
-        batch = retrieval_batch(language_model, tokenizer, table, scenes, rng, cell_codes=cell_codes)
-        log_p = retrieval_scores(language_model, readout, batch).log_softmax(-1)
+        with torch.set_grad_enabled(not pointer):  # the pointer learns no embeddings
+            batch = retrieval_batch(language_model, tokenizer, table, scenes, rng, cell_codes=cell_codes)
+        log_p = score(batch).log_softmax(-1)
         loss = -log_p.masked_fill(~batch.targets, float("-inf")).logsumexp(-1).mean()
         if not torch.isfinite(loss):
             raise FloatingPointError(f"retrieval loss {float(loss)} at step {step}")
@@ -351,6 +376,7 @@ def main(argv: list[str] | None = None) -> None:
     retrieval.add_argument("--steps", type=int, default=600)
     retrieval.add_argument("--learning-rate", type=float, default=5e-4)
     retrieval.add_argument("--cell-positions", action="store_true", help="a fixed code per cell added to its content")
+    retrieval.add_argument("--pointer", action="store_true", help="the control: one attention head, no decoder")
     evaluate = commands.add_parser("eval", help="held-out detection, error anatomy and binding")
     evaluate.add_argument("--run", type=Path, help="an oracle run folder: its final model, with its codes")
     evaluate.add_argument("--model", help="any checkpoint, evaluated without codes (default: the shipped nano)")
@@ -361,7 +387,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"final model: {train_oracle(args.out, OracleCodes(args.mode, args.scale), args.set)}")
         return
     if args.command == "retrieval":
-        retrieval_probe(args.init, args.steps, learning_rate=args.learning_rate, cell_positions=args.cell_positions)
+        retrieval_probe(args.init, args.steps, learning_rate=args.learning_rate, cell_positions=args.cell_positions,
+                        pointer=args.pointer)
         return
     codes = OracleCodes.load(args.run) if args.run else None
     model = RexOmni.from_pretrained(str(args.run / "final") if args.run else args.model, device="cpu")
