@@ -15,6 +15,8 @@
 #                                          oracle_add_long: 1 600 steps at lr 5e-4; oracle_add_first:
 #                                          with the first-coordinate grounding loss; plain_long: the
 #                                          control of oracle_add_long (same steps and rate, no codes)
+#   scripts/nano_v3_probes.sh oracle_add_xlong plain_xlong   (thirteenth session) the same pair at
+#                                          2 400 steps (the retrieval toy learns binding after ~1 000)
 #   scripts/nano_v3_probes.sh throughput   stage 1a's SFT, 24 steps, not / batched by task
 # One thread per run plus a data worker (the machine has 2 cores); run two at most side by side.
 set -e
@@ -52,6 +54,10 @@ for variant in "$@"; do
     oracle_add_first) oracle $variant --mode add --set attention_grounding_queries=first ;;
     plain_long) train v2_plain_long sft "${CONTINUED[@]}" --set dense_weight=0 --set probe_test_images=0 --set max_steps=1600 \
         --set learning_rate=0.0005 --set warmup_steps=50 --set save_steps=200 --set save_total_limit=3 ;;
+    oracle_add_xlong) oracle $variant --mode add --set max_steps=2400 --set learning_rate=0.0005 --set warmup_steps=50 \
+        --set save_steps=500 --set save_total_limit=2 ;;
+    plain_xlong) train v2_plain_xlong sft "${CONTINUED[@]}" --set dense_weight=0 --set probe_test_images=0 --set max_steps=2400 \
+        --set learning_rate=0.0005 --set warmup_steps=50 --set save_steps=500 --set save_total_limit=2 ;;
     dense_long) train v2_dense_long sft "${CONTINUED[@]}" --set dense_weight=1.0 --set max_steps=3000 --set save_total_limit=3 ;;
     throughput) for grouped in false true; do
         train tput_$grouped sft --config nano_v3_sft1 --set model=runs/nano/v3/vision/final --set max_steps=24 \

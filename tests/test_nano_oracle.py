@@ -134,15 +134,36 @@ def test_a_small_objects_most_covered_cell_is_its_target():
 def test_retrieval_probe_reports_a_held_out_curve_from_a_fresh_decoder(monkeypatch):
     monkeypatch.setattr("rexomni_core.nano.architecture.build_nano",
                         lambda seed=0, **kw: build_nano(seed=seed, **MICRO))
-    curve = oracle.retrieval_probe("fresh", steps=2, batch_size=4, test_scenes=6, evaluate_every=1,
-                                   learning_rate=1e-3, cell_positions=True)
-    assert [point["step"] for point in curve] == [0, 1, 2]
-    assert all(0 <= p["right"] <= p["landed"] <= 1 for p in curve)
+    for pool, rope in ((0, "mrope"), (8, "none")):
+        recipe = oracle.RetrievalRecipe("fresh", steps=2, batch_size=4, test_scenes=6, evaluate_every=1,
+                                        cell_positions=True, scene_pool=pool, rope=rope)
+        curve = oracle.retrieval_probe(recipe)
+        assert [point["step"] for point in curve] == [0, 1, 2]
+        assert all(0 <= p["right"] <= p["landed"] <= 1 for p in curve)
+
+
+def test_without_rope_one_layer_reads_the_cells_as_a_set_and_with_it_as_a_grid():
+    """`rope="none"` must really remove rotary positions: a one-layer decoder's last position
+    then gets the same state whatever order the cells come in (attention over a set), which
+    M-RoPE's rotations break. (Deeper, the causal mask alone orders the cells.)"""
+    one_layer = {**MICRO, "text": {**MICRO["text"], "num_hidden_layers": 1}}
+    model = build_nano(seed=0, **one_layer)
+    language_model = model.model.model.language_model.eval()
+    codes = oracle.OracleCodes("replace", scale=1.0).table(64)
+    batch = oracle.retrieval_batch(language_model, model.tokenizer, codes, oracle.heldout_scenes(1), random.Random(0))
+    reordered = torch.cat([batch.embeddings[:, :16].flip(1), batch.embeddings[:, 16:]], dim=1)
+    flipped = oracle.RetrievalBatch(reordered, batch.positions, batch.targets, batch.objects)
+    with torch.no_grad():
+        for rope, same in ((False, True), (True, False)):
+            last = [oracle.retrieval_scores(language_model, torch.nn.Identity(), b, rope=rope) for b in (batch, flipped)]
+            assert torch.allclose(last[0], last[1], atol=1e-5) is same
 
 
 def test_the_pointer_control_learns_the_retrieval_its_decoder_is_compared_with():
     """The control must learn the toy (else a flat decoder curve would say nothing): a pointer
     head, 60 steps of 16 scenes, beats always answering the best cell (0.25 right) by far."""
-    curve = oracle.retrieval_probe("shipped", steps=60, batch_size=16, test_scenes=100, evaluate_every=60,
-                                   learning_rate=2e-3, pointer=True)
+    recipe = oracle.RetrievalRecipe("shipped", steps=60, batch_size=16, test_scenes=100, evaluate_every=60,
+                                    learning_rate=2e-3, warmup_steps=0, max_grad_norm=0, pointer=True,
+                                    scene_pool=0)
+    curve = oracle.retrieval_probe(recipe)
     assert curve[0]["right"] < 0.35 and curve[-1]["right"] > 0.5

@@ -252,16 +252,17 @@ class RetrievalBatch:
 
 
 def retrieval_batch(language_model, tokenizer, codes: torch.Tensor, scenes: Sequence[Scene], rng: random.Random,
-                    square_side: int = 112, cell_codes: torch.Tensor | None = None) -> RetrievalBatch:
+                    square_side: int = 112, cell_codes: torch.Tensor | None = None,
+                    coverages: Sequence[torch.Tensor] | None = None) -> RetrievalBatch:
     """`cell_codes` (cells, H), when given, are added to every scene's cells: where each is, in
     the tokens' content (rotary positions put it only in attention's scores, not in what a head
-    reads out)."""
+    reads out). `coverages`: the scenes' `category_coverage`, when already computed."""
     cells = grid_side(square_side)
     embed = language_model.get_input_embeddings()
     rows, cols = torch.meshgrid(torch.arange(cells), torch.arange(cells), indexing="ij")
     embeddings, targets, objects = [], [], []
-    for scene in scenes:
-        coverage = torch.from_numpy(category_coverage(scene, square_side))
+    for i, scene in enumerate(scenes):
+        coverage = torch.from_numpy(category_coverage(scene, square_side)) if coverages is None else coverages[i]
         phrase = rng.choice(sorted({a.category for a in scene.annotations}))
         ids = tokenizer(phrase + RETRIEVAL_QUERY, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
         content = coverage @ codes if cell_codes is None else coverage @ codes + cell_codes
@@ -283,9 +284,11 @@ def _shown(coverage: torch.Tensor) -> torch.Tensor:
     return (coverage >= _TARGET_COVERAGE) | ((coverage == coverage.max()) & (coverage > 0))
 
 
-def retrieval_scores(language_model, readout, batch: RetrievalBatch) -> torch.Tensor:
-    """(B, cells) logits over the image cells from the phrase's last query position."""
-    hidden = language_model(inputs_embeds=batch.embeddings, position_ids=batch.positions).last_hidden_state
+def retrieval_scores(language_model, readout, batch: RetrievalBatch, rope: bool = True) -> torch.Tensor:
+    """(B, cells) logits over the image cells from the phrase's last query position; without
+    `rope` every token sits at position 0 (no rotation anywhere)."""
+    positions = batch.positions if rope else torch.zeros_like(batch.positions)
+    hidden = language_model(inputs_embeds=batch.embeddings, position_ids=positions).last_hidden_state
     return readout(hidden[:, -1])
 
 
@@ -304,9 +307,54 @@ class PointerReadout(torch.nn.Module):
         return torch.einsum("bw,bcw->bc", self.query(embeddings[:, cells:].mean(1)), self.key(embeddings[:, :cells]))
 
 
-def retrieval_probe(init: str, steps: int, batch_size: int = 32, learning_rate: float = 5e-4, seed: int = 0,
-                    test_scenes: int = 400, evaluate_every: int = 100, codes: OracleCodes = OracleCodes("replace"),
-                    cell_positions: bool = False, pointer: bool = False) -> list[dict]:
+@dataclass(frozen=True)
+class RetrievalRecipe:
+    """How the retrieval probe trains (thirteenth session: with warm-up, clipping and lr 3e-4 a
+    fresh decoder learns the toy; AdamW at 5e-4 without them sat at the constant answer).
+    `rope`: "mrope" places the cells as the model places an image, "none" gives every token
+    position 0 (no rotation: what M-RoPE costs). `scene_pool`: training scenes drawn from this
+    many, their coverage computed once (0: new scenes every step)."""
+
+    init: str = "fresh"
+    steps: int = 3000
+    batch_size: int = 32
+    learning_rate: float = 3e-4
+    warmup_steps: int = 100
+    max_grad_norm: float = 1.0  # 0: no clipping
+    rope: str = "mrope"
+    cell_positions: bool = False
+    pointer: bool = False
+    scene_pool: int = 4000
+    test_scenes: int = 400
+    evaluate_every: int = 250
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.init not in ("shipped", "fresh"):
+            raise InputError(f"RetrievalRecipe.init must be 'shipped' or 'fresh', got {self.init!r}")
+        if self.rope not in ("mrope", "none"):
+            raise InputError(f"RetrievalRecipe.rope must be 'mrope' or 'none', got {self.rope!r}")
+
+
+class _ScenePool:
+    """Training scenes for the probe: `size` fixed scenes sampled with replacement across steps
+    (coverage computed once each), or, size 0, new scenes every step."""
+
+    def __init__(self, size: int, seed: int):
+        self.seed, self.index = seed, 0
+        self.scenes = [generate("shapes", scene_seed(seed, i), "normal") for i in range(size)]
+        self.coverages = [torch.from_numpy(category_coverage(scene, 112)) for scene in self.scenes]
+
+    def draw(self, count: int, rng: random.Random) -> tuple[list[Scene], list[torch.Tensor] | None]:
+        if not self.scenes:
+            scenes = [generate("shapes", scene_seed(self.seed, self.index + i), "normal") for i in range(count)]
+            self.index += count
+            return scenes, None
+        picked = rng.sample(range(len(self.scenes)), count)
+        return [self.scenes[i] for i in picked], [self.coverages[i] for i in picked]
+
+
+def retrieval_probe(recipe: RetrievalRecipe, codes: OracleCodes = OracleCodes("replace")) -> list[dict]:
     """Train the nano's text decoder (from the shipped nano's weights, `init="shipped"`, or fresh)
     and a linear readout over the cells to pick the cells of the phrase's objects from oracle
     codes alone (no vision tower), with a fixed random code per cell added when `cell_positions`
@@ -315,27 +363,32 @@ def retrieval_probe(init: str, steps: int, batch_size: int = 32, learning_rate: 
     of landed."""
     from ..nano.architecture import build_nano
 
-    rexomni = RexOmni.from_pretrained(None, device="cpu", dtype=torch.float32) if init == "shipped" else build_nano(seed)
+    shipped = recipe.init == "shipped"
+    rexomni = RexOmni.from_pretrained(None, device="cpu", dtype=torch.float32) if shipped else build_nano(recipe.seed)
     language_model, tokenizer = rexomni.model.model.language_model.train(), rexomni.tokenizer
     hidden = language_model.config.hidden_size
     table = codes.table(hidden)
     cells = grid_side(112) ** 2  # 16 < the table's 30 rows: a distinct random code per cell
-    cell_codes = OracleCodes(codes.mode, codes.scale, codes.seed + 1).table(hidden)[:cells] if cell_positions else None
-    torch.manual_seed(seed)
-    if pointer:
+    cell_codes = OracleCodes(codes.mode, codes.scale, codes.seed + 1).table(hidden)[:cells] if recipe.cell_positions else None
+    torch.manual_seed(recipe.seed)
+    if recipe.pointer:
         model = PointerReadout(hidden)
         score, parameters = model, list(model.parameters())
     else:
         readout = torch.nn.Linear(hidden, cells)
-        score = partial(retrieval_scores, language_model, readout)
+        score = partial(retrieval_scores, language_model, readout, rope=recipe.rope == "mrope")
         parameters = [*language_model.parameters(), *readout.parameters()]
-    optimizer = torch.optim.AdamW(parameters, lr=learning_rate)
-    rng, test_rng = random.Random(seed), random.Random(HELDOUT_SEED)
+    optimizer = torch.optim.AdamW(parameters, lr=recipe.learning_rate)
+    warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(recipe.warmup_steps, 1)))
+    rng, test_rng = random.Random(recipe.seed), random.Random(HELDOUT_SEED)
     with torch.no_grad():
-        test = retrieval_batch(language_model, tokenizer, table, heldout_scenes(test_scenes), test_rng, cell_codes=cell_codes)
-    curve, index = [], 0
-    for step in range(steps + 1):
-        if step % evaluate_every == 0 or step == steps:
+        test = retrieval_batch(language_model, tokenizer, table, heldout_scenes(recipe.test_scenes), test_rng,
+                               cell_codes=cell_codes)
+    pool = _ScenePool(recipe.scene_pool, recipe.seed)
+    label = "pointer" if recipe.pointer else f"{recipe.init} decoder, rope {recipe.rope}"
+    curve = []
+    for step in range(recipe.steps + 1):
+        if step % recipe.evaluate_every == 0 or step == recipe.steps:
             with torch.no_grad():
                 language_model.eval()
                 scores = score(test)
@@ -345,21 +398,23 @@ def retrieval_probe(init: str, steps: int, batch_size: int = 32, learning_rate: 
             landed = float(test.objects.gather(1, picked).float().mean())
             curve.append({"step": step, "right": round(right, 3), "landed": round(landed, 3),
                           "right of landed": round(right / max(landed, 1e-9), 3)})
-            print(json.dumps({"init": "pointer" if pointer else init, "cell positions": cell_positions, **curve[-1]}),
-                  flush=True)
-        if step == steps:
+            print(json.dumps({"probe": label, "cell positions": recipe.cell_positions, **curve[-1]}), flush=True)
+        if step == recipe.steps:
             break
-        scenes = [generate("shapes", scene_seed(seed, index + i), "normal") for i in range(batch_size)]
-        index += batch_size
-        with torch.set_grad_enabled(not pointer):  # the pointer learns no embeddings
-            batch = retrieval_batch(language_model, tokenizer, table, scenes, rng, cell_codes=cell_codes)
+        scenes, coverages = pool.draw(recipe.batch_size, rng)
+        with torch.set_grad_enabled(not recipe.pointer):  # the pointer learns no embeddings
+            batch = retrieval_batch(language_model, tokenizer, table, scenes, rng, cell_codes=cell_codes,
+                                    coverages=coverages)
         log_p = score(batch).log_softmax(-1)
         loss = -log_p.masked_fill(~batch.targets, float("-inf")).logsumexp(-1).mean()
         if not torch.isfinite(loss):
             raise FloatingPointError(f"retrieval loss {float(loss)} at step {step}")
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if recipe.max_grad_norm:
+            torch.nn.utils.clip_grad_norm_(parameters, recipe.max_grad_norm)
         optimizer.step()
+        warmup.step()
     return curve
 
 
@@ -372,9 +427,13 @@ def main(argv: list[str] | None = None) -> None:
     train.add_argument("--scale", type=float, default=OracleCodes.scale)
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="an SFT config override")
     retrieval = commands.add_parser("retrieval", help="the decoder alone: pick the named object's cells from codes")
-    retrieval.add_argument("--init", choices=("shipped", "fresh"), default="shipped")
-    retrieval.add_argument("--steps", type=int, default=600)
-    retrieval.add_argument("--learning-rate", type=float, default=5e-4)
+    retrieval.add_argument("--init", choices=("shipped", "fresh"), default=RetrievalRecipe.init)
+    retrieval.add_argument("--steps", type=int, default=RetrievalRecipe.steps)
+    retrieval.add_argument("--learning-rate", type=float, default=RetrievalRecipe.learning_rate)
+    retrieval.add_argument("--warmup-steps", type=int, default=RetrievalRecipe.warmup_steps)
+    retrieval.add_argument("--max-grad-norm", type=float, default=RetrievalRecipe.max_grad_norm, help="0: no clipping")
+    retrieval.add_argument("--rope", choices=("mrope", "none"), default=RetrievalRecipe.rope)
+    retrieval.add_argument("--scene-pool", type=int, default=RetrievalRecipe.scene_pool, help="0: new scenes every step")
     retrieval.add_argument("--cell-positions", action="store_true", help="a fixed code per cell added to its content")
     retrieval.add_argument("--pointer", action="store_true", help="the control: one attention head, no decoder")
     evaluate = commands.add_parser("eval", help="held-out detection, error anatomy and binding")
@@ -387,8 +446,10 @@ def main(argv: list[str] | None = None) -> None:
         print(f"final model: {train_oracle(args.out, OracleCodes(args.mode, args.scale), args.set)}")
         return
     if args.command == "retrieval":
-        retrieval_probe(args.init, args.steps, learning_rate=args.learning_rate, cell_positions=args.cell_positions,
-                        pointer=args.pointer)
+        retrieval_probe(RetrievalRecipe(
+            init=args.init, steps=args.steps, learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
+            max_grad_norm=args.max_grad_norm, rope=args.rope, cell_positions=args.cell_positions,
+            pointer=args.pointer, scene_pool=args.scene_pool))
         return
     codes = OracleCodes.load(args.run) if args.run else None
     model = RexOmni.from_pretrained(str(args.run / "final") if args.run else args.model, device="cpu")
