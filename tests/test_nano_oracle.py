@@ -122,6 +122,29 @@ def test_retrieval_batches_place_the_cells_as_an_image_and_name_the_phrases_cell
     placed = oracle.retrieval_batch(language_model, model.tokenizer, codes, scenes, random.Random(0), cell_codes=where)
     torch.testing.assert_close(placed.embeddings[:, :16] - batch.embeddings[:, :16], where.expand(3, -1, -1))
     torch.testing.assert_close(placed.embeddings[:, 16:], batch.embeddings[:, 16:])
+    tokens = [torch.full((16, 64), float(i)) for i in range(3)]
+    towered = oracle.retrieval_batch(language_model, model.tokenizer, codes, scenes, random.Random(0), tower_tokens=tokens)
+    torch.testing.assert_close(towered.embeddings[:, :16] - batch.embeddings[:, :16], torch.stack(tokens))
+
+
+def test_the_tower_variant_adds_each_scenes_own_visual_tokens():
+    """`tower=True` feeds the shipped tower's tokens of the very scene whose codes they join: a
+    pool scene's tokens equal the tower's output for that scene's 112² view."""
+    from PIL import Image
+
+    from rexomni_core.model import RexOmni
+    from rexomni_core.train.vision import visual_tokens
+
+    shipped = RexOmni.from_pretrained(None, device="cpu", dtype=torch.float32)
+    scenes = oracle.heldout_scenes(3)
+    inputs = oracle._scene_inputs(scenes, shipped, batch_size=2)
+    with torch.no_grad():
+        alone = visual_tokens(shipped, [scenes[2].image.convert("RGB").resize((112, 112), Image.BICUBIC)])
+    assert len(inputs.tower_tokens) == 3 and inputs.tower_tokens[2].shape == (16, 256)
+    torch.testing.assert_close(inputs.tower_tokens[2], alone, atol=1e-4, rtol=1e-4)
+    curve = oracle.retrieval_probe(oracle.RetrievalRecipe("shipped", steps=1, batch_size=2, test_scenes=3,
+                                                          scene_pool=4, tower=True, evaluate_every=1))
+    assert len(curve) == 2
 
 
 def test_a_small_objects_most_covered_cell_is_its_target():

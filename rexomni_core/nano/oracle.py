@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ..annotations import Scene
 from ..coco import xyxy_to_bbox
@@ -253,10 +254,12 @@ class RetrievalBatch:
 
 def retrieval_batch(language_model, tokenizer, codes: torch.Tensor, scenes: Sequence[Scene], rng: random.Random,
                     square_side: int = 112, cell_codes: torch.Tensor | None = None,
-                    coverages: Sequence[torch.Tensor] | None = None) -> RetrievalBatch:
+                    coverages: Sequence[torch.Tensor] | None = None,
+                    tower_tokens: Sequence[torch.Tensor] | None = None) -> RetrievalBatch:
     """`cell_codes` (cells, H), when given, are added to every scene's cells: where each is, in
     the tokens' content (rotary positions put it only in attention's scores, not in what a head
-    reads out). `coverages`: the scenes' `category_coverage`, when already computed."""
+    reads out). `coverages`: the scenes' `category_coverage`, when already computed;
+    `tower_tokens`: each scene's visual tokens (cells, H), added to its codes (`oracle_add`)."""
     cells = grid_side(square_side)
     embed = language_model.get_input_embeddings()
     rows, cols = torch.meshgrid(torch.arange(cells), torch.arange(cells), indexing="ij")
@@ -265,7 +268,11 @@ def retrieval_batch(language_model, tokenizer, codes: torch.Tensor, scenes: Sequ
         coverage = torch.from_numpy(category_coverage(scene, square_side)) if coverages is None else coverages[i]
         phrase = rng.choice(sorted({a.category for a in scene.annotations}))
         ids = tokenizer(phrase + RETRIEVAL_QUERY, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
-        content = coverage @ codes if cell_codes is None else coverage @ codes + cell_codes
+        content = coverage @ codes
+        if cell_codes is not None:
+            content = content + cell_codes
+        if tower_tokens is not None:
+            content = content + tower_tokens[i]
         embeddings.append(torch.cat([content, embed(ids)]))
         targets.append(_shown(coverage[:, _CATEGORY[phrase]]))
         objects.append(_shown(coverage.max(-1).values))
@@ -313,7 +320,8 @@ class RetrievalRecipe:
     fresh decoder learns the toy; AdamW at 5e-4 without them sat at the constant answer).
     `rope`: "mrope" places the cells as the model places an image, "none" gives every token
     position 0 (no rotation: what M-RoPE costs). `scene_pool`: training scenes drawn from this
-    many, their coverage computed once (0: new scenes every step)."""
+    many, their coverage computed once (0: new scenes every step). `tower`: the shipped nano's
+    visual tokens of each scene (112² view, frozen) added to its codes, as `oracle_add` has them."""
 
     init: str = "fresh"
     steps: int = 3000
@@ -325,6 +333,7 @@ class RetrievalRecipe:
     cell_positions: bool = False
     pointer: bool = False
     scene_pool: int = 4000
+    tower: bool = False
     test_scenes: int = 400
     evaluate_every: int = 250
     seed: int = 0
@@ -336,22 +345,44 @@ class RetrievalRecipe:
             raise InputError(f"RetrievalRecipe.rope must be 'mrope' or 'none', got {self.rope!r}")
 
 
+@dataclass
+class _SceneInputs:
+    scenes: list[Scene]
+    coverages: list[torch.Tensor]
+    tower_tokens: list[torch.Tensor] | None
+
+
+def _scene_inputs(scenes: list[Scene], tower: RexOmni | None, batch_size: int = 64) -> _SceneInputs:
+    from ..train.vision import visual_tokens
+
+    coverages = [torch.from_numpy(category_coverage(scene, 112)) for scene in scenes]
+    if tower is None:
+        return _SceneInputs(scenes, coverages, None)
+    tokens = []
+    with torch.no_grad():
+        for start in range(0, len(scenes), batch_size):
+            views = [s.image.convert("RGB").resize((112, 112), Image.BICUBIC) for s in scenes[start:start + batch_size]]
+            tokens.extend(visual_tokens(tower, views).split(grid_side(112) ** 2))
+    return _SceneInputs(scenes, coverages, tokens)
+
+
 class _ScenePool:
     """Training scenes for the probe: `size` fixed scenes sampled with replacement across steps
-    (coverage computed once each), or, size 0, new scenes every step."""
+    (their inputs computed once each), or, size 0, new scenes every step."""
 
-    def __init__(self, size: int, seed: int):
-        self.seed, self.index = seed, 0
-        self.scenes = [generate("shapes", scene_seed(seed, i), "normal") for i in range(size)]
-        self.coverages = [torch.from_numpy(category_coverage(scene, 112)) for scene in self.scenes]
+    def __init__(self, size: int, seed: int, tower: RexOmni | None):
+        self.seed, self.index, self.tower = seed, 0, tower
+        self.pool = _scene_inputs([generate("shapes", scene_seed(seed, i), "normal") for i in range(size)], tower)
 
-    def draw(self, count: int, rng: random.Random) -> tuple[list[Scene], list[torch.Tensor] | None]:
-        if not self.scenes:
+    def draw(self, count: int, rng: random.Random) -> _SceneInputs:
+        if not self.pool.scenes:
             scenes = [generate("shapes", scene_seed(self.seed, self.index + i), "normal") for i in range(count)]
             self.index += count
-            return scenes, None
-        picked = rng.sample(range(len(self.scenes)), count)
-        return [self.scenes[i] for i in picked], [self.coverages[i] for i in picked]
+            return _scene_inputs(scenes, self.tower)
+        picked = rng.sample(range(len(self.pool.scenes)), count)
+        tokens = self.pool.tower_tokens
+        return _SceneInputs([self.pool.scenes[i] for i in picked], [self.pool.coverages[i] for i in picked],
+                            None if tokens is None else [tokens[i] for i in picked])
 
 
 def retrieval_probe(recipe: RetrievalRecipe, codes: OracleCodes = OracleCodes("replace")) -> list[dict]:
@@ -381,10 +412,12 @@ def retrieval_probe(recipe: RetrievalRecipe, codes: OracleCodes = OracleCodes("r
     optimizer = torch.optim.AdamW(parameters, lr=recipe.learning_rate)
     warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(recipe.warmup_steps, 1)))
     rng, test_rng = random.Random(recipe.seed), random.Random(HELDOUT_SEED)
+    tower = (rexomni if shipped else RexOmni.from_pretrained(None, device="cpu", dtype=torch.float32)) if recipe.tower else None
+    held_out = _scene_inputs(heldout_scenes(recipe.test_scenes), tower)
     with torch.no_grad():
-        test = retrieval_batch(language_model, tokenizer, table, heldout_scenes(recipe.test_scenes), test_rng,
-                               cell_codes=cell_codes)
-    pool = _ScenePool(recipe.scene_pool, recipe.seed)
+        test = retrieval_batch(language_model, tokenizer, table, held_out.scenes, test_rng, cell_codes=cell_codes,
+                               coverages=held_out.coverages, tower_tokens=held_out.tower_tokens)
+    pool = _ScenePool(recipe.scene_pool, recipe.seed, tower)
     label = "pointer" if recipe.pointer else f"{recipe.init} decoder, rope {recipe.rope}"
     curve = []
     for step in range(recipe.steps + 1):
@@ -398,13 +431,14 @@ def retrieval_probe(recipe: RetrievalRecipe, codes: OracleCodes = OracleCodes("r
             landed = float(test.objects.gather(1, picked).float().mean())
             curve.append({"step": step, "right": round(right, 3), "landed": round(landed, 3),
                           "right of landed": round(right / max(landed, 1e-9), 3)})
-            print(json.dumps({"probe": label, "cell positions": recipe.cell_positions, **curve[-1]}), flush=True)
+            print(json.dumps({"probe": label, "cell positions": recipe.cell_positions, "tower": recipe.tower,
+                              **curve[-1]}), flush=True)
         if step == recipe.steps:
             break
-        scenes, coverages = pool.draw(recipe.batch_size, rng)
+        drawn = pool.draw(recipe.batch_size, rng)
         with torch.set_grad_enabled(not recipe.pointer):  # the pointer learns no embeddings
-            batch = retrieval_batch(language_model, tokenizer, table, scenes, rng, cell_codes=cell_codes,
-                                    coverages=coverages)
+            batch = retrieval_batch(language_model, tokenizer, table, drawn.scenes, rng, cell_codes=cell_codes,
+                                    coverages=drawn.coverages, tower_tokens=drawn.tower_tokens)
         log_p = score(batch).log_softmax(-1)
         loss = -log_p.masked_fill(~batch.targets, float("-inf")).logsumexp(-1).mean()
         if not torch.isfinite(loss):
@@ -434,6 +468,7 @@ def main(argv: list[str] | None = None) -> None:
     retrieval.add_argument("--max-grad-norm", type=float, default=RetrievalRecipe.max_grad_norm, help="0: no clipping")
     retrieval.add_argument("--rope", choices=("mrope", "none"), default=RetrievalRecipe.rope)
     retrieval.add_argument("--scene-pool", type=int, default=RetrievalRecipe.scene_pool, help="0: new scenes every step")
+    retrieval.add_argument("--tower", action="store_true", help="the shipped tower's tokens added to the codes")
     retrieval.add_argument("--cell-positions", action="store_true", help="a fixed code per cell added to its content")
     retrieval.add_argument("--pointer", action="store_true", help="the control: one attention head, no decoder")
     evaluate = commands.add_parser("eval", help="held-out detection, error anatomy and binding")
@@ -449,7 +484,7 @@ def main(argv: list[str] | None = None) -> None:
         retrieval_probe(RetrievalRecipe(
             init=args.init, steps=args.steps, learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
             max_grad_norm=args.max_grad_norm, rope=args.rope, cell_positions=args.cell_positions,
-            pointer=args.pointer, scene_pool=args.scene_pool))
+            pointer=args.pointer, scene_pool=args.scene_pool, tower=args.tower))
         return
     codes = OracleCodes.load(args.run) if args.run else None
     model = RexOmni.from_pretrained(str(args.run / "final") if args.run else args.model, device="cpu")
