@@ -14,6 +14,7 @@ capacity or its training signal); if it binds, the tokens are what is missing.
     python -m rexomni_core.nano.oracle train --mode add --out runs/probes/oracle_add [--set key=value ...]
     python -m rexomni_core.nano.oracle eval --run runs/probes/oracle_add [--count 100]
     python -m rexomni_core.nano.oracle eval --model DIR    # the same protocol without codes
+    python -m rexomni_core.nano.oracle retrieval [--cell-positions] [--tower] [--init shipped] [--rope none] [--pointer]
 
 Training is the SFT recipe `nano_ladder4_shapes` continued from the shipped nano (the eleventh
 session's probes: 400 steps x 16 at 112², lr 2e-4), its conversations drawn by `OracleStream`.
