@@ -17,6 +17,8 @@
 #                                          control of oracle_add_long (same steps and rate, no codes)
 #   scripts/nano_v3_probes.sh oracle_add_xlong plain_xlong   (thirteenth session) the same pair at
 #                                          2 400 steps (the retrieval toy learns binding after ~1 000)
+#   scripts/nano_v3_probes.sh oracle_add_binding plain_binding   oracle_add and plain (400 steps) with
+#                                          the binding readout (train/sft.py BindingReadout) at weight 0.5
 #   scripts/nano_v3_probes.sh throughput   stage 1a's SFT, 24 steps, not / batched by task
 # One thread per run plus a data worker (the machine has 2 cores); run two at most side by side.
 set -e
@@ -56,6 +58,8 @@ for variant in "$@"; do
         --set learning_rate=0.0005 --set warmup_steps=50 --set save_steps=200 --set save_total_limit=3 ;;
     oracle_add_xlong) oracle $variant --mode add --set max_steps=2400 --set learning_rate=0.0005 --set warmup_steps=50 \
         --set save_steps=500 --set save_total_limit=2 ;;
+    oracle_add_binding) oracle $variant --mode add --set binding_readout=0.5 ;;
+    plain_binding) train v2_plain_binding sft "${CONTINUED[@]}" --set dense_weight=0 --set binding_readout=0.5 ;;
     plain_xlong) train v2_plain_xlong sft "${CONTINUED[@]}" --set dense_weight=0 --set probe_test_images=0 --set max_steps=2400 \
         --set learning_rate=0.0005 --set warmup_steps=50 --set save_steps=500 --set save_total_limit=2 ;;
     dense_long) train v2_dense_long sft "${CONTINUED[@]}" --set dense_weight=1.0 --set max_steps=3000 --set save_total_limit=3 ;;

@@ -199,6 +199,51 @@ def test_sft_keeps_the_dense_loss_saves_its_heads_in_checkpoints_and_resumes_exa
         SFTConfig(attention_grounding_queries="last").check()
 
 
+def test_binding_readout_scores_the_regions_cells_at_its_opening_position_only():
+    from rexomni_core.train.sft import BindingReadout
+
+    readout = BindingReadout(hidden=8, cells=4, weight=2.0)
+    hidden = torch.randn(2, 7, 8)
+    image = torch.zeros(2, 7, dtype=torch.bool)
+    image[:, 1:5] = True  # four image tokens at positions 1-4 of both rows
+    targets = torch.zeros(2, 7, 7, dtype=torch.bool)
+    targets[0, 5, [2, 3]] = True  # row 0's position 5 opens a region over cells 1 and 2
+    log_p = readout.readout(hidden[0, 5]).log_softmax(-1)
+    expected = -2.0 * torch.logaddexp(log_p[1], log_p[2])
+    torch.testing.assert_close(readout.loss(hidden, targets, image), expected)
+    assert float(readout.loss(hidden, torch.zeros_like(targets), image)) == 0.0
+    image[0, 1] = False
+    with pytest.raises(ValueError, match="reads 4 cells"):
+        readout.loss(hidden, targets, image)
+
+
+def test_sft_with_the_binding_readout_logs_it_keeps_it_out_of_final_and_resumes_exactly(tmp_path):
+    from safetensors.torch import load_file
+
+    config = SFTConfig(
+        output_dir=str(tmp_path / "run"), max_steps=4, batch_size=2, save_steps=2, save_total_limit=3,
+        nano_architecture=MICRO, square_side=112, learning_rate=1e-3, warmup_steps=0, logging_steps=1,
+        data=DataConfig(kwargs={"mixture": THREE_TASKS[:1], "seed": 1}), binding_readout=1.0,
+    )
+    final = train_sft(config)
+    history = json.loads((final / "log_history.json").read_text())
+    assert all(entry["binding_loss"] > 0 for entry in history if "loss" in entry)
+    run = tmp_path / "run"
+    readouts = [torch.load(run / f"checkpoint-{step}" / "binding_readout.pt") for step in (2, 4)]
+    assert readouts[0]["readout.weight"].shape == (16, 64)  # a 112² view: 4 x 4 cells
+    assert not torch.equal(readouts[0]["readout.weight"], readouts[1]["readout.weight"])
+    assert not list(final.glob("binding_readout*"))
+    weights = load_file(final / "model.safetensors")
+    assert not [key for key in weights if "readout" in key]
+    shutil.rmtree(run / "checkpoint-4")
+    shutil.rmtree(final)
+    again = load_file(train_sft(config) / "model.safetensors")
+    assert all(torch.equal(weights[key], again[key]) for key in weights)
+    config.output_dir, config.square_side = str(tmp_path / "any view"), None
+    with pytest.raises(InputError, match="square view"):
+        train_sft(config)
+
+
 def test_lora_sft_saves_a_merged_model_with_its_square_view(tmp_path):
     config = SFTConfig(
         output_dir=str(tmp_path / "lora"), data=TINY_DATA, max_steps=2, batch_size=2,

@@ -138,7 +138,7 @@ class SFTConfig(TrainingConfig):
     )
     NON_NEGATIVE = ("min_learning_rate_ratio", "warmup_steps", "weight_decay", "max_grad_norm", "coordinate_sigma",
                     "coordinate_radius", "attention_grounding", "dataloader_num_workers",
-                    "vision_learning_rate_ratio", "probe_test_images", "dense_weight")
+                    "vision_learning_rate_ratio", "probe_test_images", "dense_weight", "binding_readout")
 
     output_dir: str = "runs/sft"
     model: str | None = NANO_INIT  # here also "nano-init": a fresh nano model
@@ -200,6 +200,10 @@ class SFTConfig(TrainingConfig):
     dense_batch_size: int = 8
     dense_data: DataConfig = field(default_factory=lambda: DataConfig(factory="rexomni_core.data.cell_targets:CellTargetStream"))
     dense_head_weights: dict[str, float] = field(default_factory=dict)
+    # `binding_readout` × the binding readout's loss (`train/sft.py` BindingReadout: a linear
+    # readout over the cells at each region's opening position must pick the region's cells),
+    # dropped at the end. 0: off. Needs a square view (square_side, or the model's own).
+    binding_readout: float = 0.0
 
     def check(self) -> None:
         super().check()

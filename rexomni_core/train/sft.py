@@ -6,6 +6,9 @@ The transformers `Trainer` with two Rex-Omni pieces:
 - `coordinate_loss`: cross-entropy where a coordinate target is a Gaussian over neighbouring bins.
 - `attention_grounding_loss` (optional, for training from scratch): asks one head per layer to
   attend, from each position that writes a coordinate, to the image tokens of that region.
+- `BindingReadout` (optional): a linear readout over the image's cells at each region's opening
+  position, trained to pick the region's cells, so that position's state must say where the
+  named object is (the retrieval probe's loss, `nano/oracle.py`); training-only.
 Checkpoints are ordinary `save_pretrained` directories (plus optimizer state), so any checkpoint
 loads with `RexOmni.from_pretrained(path)`; a rerun with the same config resumes from the newest.
 `gradient_checkpointing` and `quantization: nf4` (QLoRA, `train/qlora.py`) trade speed for memory.
@@ -27,6 +30,7 @@ from torch.utils.data import Dataset, Sampler
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from ..coords import NUM_BINS
+from ..errors import InputError
 from ..grammar import IM_END
 from ..images import load_image
 from ..model import RexOmni
@@ -184,6 +188,40 @@ def attention_grounding_loss(
     return torch.cat(losses).mean()
 
 
+class BindingReadout(torch.nn.Module):
+    """`weight` × −log(probability a linear readout of the last hidden state puts on the region's
+    cells), at every position that predicts a region's first coordinate (the one that has only
+    the phrase to find its region by). The retrieval probe learns binding from this loss far
+    sooner than SFT's next-token loss does (model card, thirteenth session). One image of `cells`
+    tokens per row (a square view); checkpoints keep the readout for resume, `final/` does not."""
+
+    FILE = "binding_readout.pt"
+
+    def __init__(self, hidden: int, cells: int, weight: float):
+        super().__init__()
+        self.cells, self.weight = cells, weight
+        self.readout = torch.nn.Linear(hidden, cells)
+
+    def loss(self, hidden_states: torch.Tensor, targets: torch.Tensor, image_tokens: torch.Tensor) -> torch.Tensor:
+        """`targets` as `grounding_targets(first_only=True)` gives them; `image_tokens` (batch,
+        seq) marks each row's image tokens."""
+        rows, positions = targets.any(dim=-1).nonzero(as_tuple=True)
+        if len(rows) == 0:
+            return hidden_states.sum() * 0.0
+        counts = image_tokens.sum(dim=1)
+        if bool((counts[rows] != self.cells).any()):
+            raise ValueError(f"the binding readout reads {self.cells} cells, a row has {counts[rows].tolist()}")
+        cells = torch.stack([targets[r, p][image_tokens[r]] for r, p in zip(rows.tolist(), positions.tolist())])
+        log_p = self.readout(hidden_states[rows, positions].float()).log_softmax(dim=-1)
+        return -self.weight * log_p.masked_fill(~cells, float("-inf")).logsumexp(dim=-1).mean()
+
+    def save(self, checkpoint: Path) -> None:
+        torch.save(self.state_dict(), checkpoint / self.FILE)
+
+    def load(self, checkpoint: Path) -> None:
+        self.load_state_dict(torch.load(checkpoint / self.FILE, weights_only=True))
+
+
 class RexOmniTrainer(ResumeWithWeights, Trainer):
     def __init__(
         self,
@@ -197,19 +235,23 @@ class RexOmniTrainer(ResumeWithWeights, Trainer):
         grounding_first_only: bool = False,
         batch_by_task: bool = False,
         dense=None,
+        binding: BindingReadout | None = None,
         **kwargs,
     ):
         self.batch_by_task = batch_by_task  # read while the Trainer builds its data loader
         self.dense, self._dense_calls = dense, None  # a DenseAuxiliary (train/vision.py), or None
+        self.binding = binding
         super().__init__(*args, **kwargs)
         self.coordinate_ids, self.sigma, self.radius = coordinate_ids, sigma, radius
         self.grounding_weight, self.grounding_layers, self.spacer_ids = grounding_weight, grounding_layers, spacer_ids
         self.grounding_first_only = grounding_first_only
         self._grounding_log: list[float] = []
         self._dense_log: list[float] = []
-        # Built once: the grounding term looks every answer token up in it at each step.
+        self._binding_log: list[float] = []
+        # Built once: the grounding and binding terms look every answer token up in it at each step.
         vocab_size = self.model.config.text_config.vocab_size
-        self._bin_of = coordinate_bin_table(coordinate_ids, vocab_size) if grounding_weight > 0 else None
+        targeted = grounding_weight > 0 or binding is not None
+        self._bin_of = coordinate_bin_table(coordinate_ids, vocab_size) if targeted else None
 
     def _get_train_sampler(self, train_dataset=None):
         dataset = train_dataset if train_dataset is not None else self.train_dataset
@@ -223,12 +265,18 @@ class RexOmniTrainer(ResumeWithWeights, Trainer):
         # Answers end every row (prompts are left-padded): the vocabulary projection is only
         # needed over the last positions, which saves most of its cost.
         keep = int((labels != IGNORE_INDEX).sum(dim=1).max()) + 1
-        grounding = self.grounding_weight > 0
-        outputs = model(**inputs, logits_to_keep=keep, output_attentions=grounding)
+        grounding, binding = self.grounding_weight > 0, self.binding is not None and model.training
+        outputs = model(**inputs, logits_to_keep=keep, output_attentions=grounding, output_hidden_states=binding)
         ids = self.coordinate_ids.to(labels.device)
         loss = coordinate_loss(outputs.logits, labels[:, -keep:], ids, self.sigma, self.radius)
         if grounding:
             loss = loss + self.grounding_weight * self._grounding_loss(model, inputs, labels, outputs.attentions)
+        if binding:
+            if self.state.global_step != getattr(self, "_binding_step", None):
+                # The Trainer zeroes the model's gradients only: the readout's would pile up.
+                self.binding.zero_grad(set_to_none=True)
+                self._binding_step = self.state.global_step
+            loss = loss + self._binding_loss(model, inputs, labels, outputs.hidden_states[-1])
         if self.dense is not None and model.training:
             if self._dense_calls is None:  # one scene batch per loss computed, counted from the step resumed at
                 self._dense_calls = self.state.global_step * self.args.gradient_accumulation_steps
@@ -245,19 +293,32 @@ class RexOmniTrainer(ResumeWithWeights, Trainer):
         super()._save_optimizer_and_scheduler(output_dir)
         if self.dense is not None:  # before trainer_state.json, which marks a checkpoint complete
             self.dense.save(Path(output_dir))
+        if self.binding is not None:
+            self.binding.save(Path(output_dir))
 
     def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
         super()._load_optimizer_and_scheduler(checkpoint)
         if self.dense is not None and checkpoint is not None:
             self.dense.load(Path(checkpoint))
             self._dense_calls = None
+        if self.binding is not None and checkpoint is not None:
+            self.binding.load(Path(checkpoint))
+
+    def _targets(self, model, inputs, labels, first_only: bool) -> torch.Tensor:
+        config = self.accelerator.unwrap_model(model).config
+        return grounding_targets(
+            inputs["input_ids"], labels, inputs["image_grid_thw"], config.image_token_id,
+            self._bin_of, self.spacer_ids, config.vision_config.spatial_merge_size, first_only,
+        )
+
+    def _binding_loss(self, model, inputs, labels, hidden_states) -> torch.Tensor:
+        image_tokens = inputs["input_ids"] == self.accelerator.unwrap_model(model).config.image_token_id
+        loss = self.binding.loss(hidden_states, self._targets(model, inputs, labels, True), image_tokens)
+        self._binding_log.append(float(loss.detach()))
+        return loss
 
     def _grounding_loss(self, model, inputs, labels, attentions) -> torch.Tensor:
-        config = self.accelerator.unwrap_model(model).config
-        targets = grounding_targets(
-            inputs["input_ids"], labels, inputs["image_grid_thw"], config.image_token_id,
-            self._bin_of, self.spacer_ids, config.vision_config.spatial_merge_size, self.grounding_first_only,
-        )
+        targets = self._targets(model, inputs, labels, self.grounding_first_only)
         loss = attention_grounding_loss(attentions, targets, self.grounding_layers)
         self._grounding_log.append(float(loss.detach()))
         return loss
@@ -270,6 +331,9 @@ class RexOmniTrainer(ResumeWithWeights, Trainer):
         if self._dense_log:
             logs["dense_loss"] = round(sum(self._dense_log) / len(self._dense_log), 4)
         self._dense_log = []
+        if self._binding_log:
+            logs["binding_loss"] = round(sum(self._binding_log) / len(self._binding_log), 4)
+        self._binding_log = []
         super().log(logs, *args, **kwargs)
 
 
@@ -354,6 +418,20 @@ def spacer_token_ids(tokenizer) -> set[int]:
     return {i for i in range(len(tokenizer)) if not tokenizer.decode([i]).strip()} - set(tokenizer.all_special_ids)
 
 
+def _square_view_cells(rexomni: RexOmni) -> int:
+    """How many visual tokens the model makes of its square view (through the processor call
+    training uses, which may enlarge a small view to its minimum pixels)."""
+    from PIL import Image
+
+    from .vision import IMAGE_ONLY_TEXT  # vision.py imports this module
+
+    side = rexomni.square_side
+    grid = rexomni.encode([Image.new("RGB", (side, side))], [IMAGE_ONLY_TEXT])["image_grid_thw"][0]
+    _, rows, cols = (int(v) for v in grid)
+    merge = rexomni.model.config.vision_config.spatial_merge_size
+    return rows * cols // merge**2
+
+
 def load_for_training(config: SFTConfig) -> RexOmni:
     if config.model == NANO_INIT:
         rexomni = build_nano(seed=config.seed, **config.nano_architecture)
@@ -420,10 +498,17 @@ def train_sft(config: SFTConfig, callbacks: Sequence[TrainerCallback] = (), trai
 
         dense = DenseAuxiliary(rexomni, config.dense_data, config.dense_batch_size, config.dense_weight,
                                config.dense_head_weights, num_workers=config.dataloader_num_workers)
+    binding = None
+    if config.binding_readout > 0:
+        if not rexomni.square_side:
+            raise InputError("SFTConfig.binding_readout reads a fixed grid of cells: it needs a square view "
+                             "(square_side, or a model that has one)")
+        cells = _square_view_cells(rexomni)
+        binding = BindingReadout(model.config.text_config.hidden_size, cells, config.binding_readout)
+    extra = torch.nn.ModuleList([m for m in (dense.heads if dense is not None else None, binding) if m is not None])
     optimizer = None  # the Trainer's own
-    if config.vision_learning_rate_ratio != 1 or dense is not None:
-        optimizer = optimizer_with_vision_ratio(model, rexomni.model.model.visual, config,
-                                                dense.heads if dense is not None else None)
+    if config.vision_learning_rate_ratio != 1 or len(extra):
+        optimizer = optimizer_with_vision_ratio(model, rexomni.model.model.visual, config, extra if len(extra) else None)
     trainer = trainer_factory(
         model=model,
         args=args,
@@ -435,12 +520,14 @@ def train_sft(config: SFTConfig, callbacks: Sequence[TrainerCallback] = (), trai
         radius=config.coordinate_radius,
         grounding_weight=config.attention_grounding,
         grounding_layers=grounding_layers,
-        spacer_ids=spacer_token_ids(rexomni.tokenizer) if config.attention_grounding > 0 else frozenset(),
+        spacer_ids=spacer_token_ids(rexomni.tokenizer) if config.attention_grounding > 0 or binding is not None
+        else frozenset(),
         grounding_first_only=config.attention_grounding_queries == "first",
         callbacks=list(callbacks) + probes,
         optimizers=(optimizer, None),
         batch_by_task=config.batch_by_task,
         dense=dense,
+        binding=binding,
     )
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     if config.quantization:  # merged into the full-precision weights, not the 4-bit ones
