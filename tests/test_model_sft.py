@@ -168,6 +168,18 @@ def test_sft_batches_by_task_when_asked(tmp_path, monkeypatch):
     assert not built
 
 
+def assert_killed_run_resumes_to_the_same_weights(config: SFTConfig, final, newest_checkpoint) -> None:
+    """Remove the newest checkpoint and the final model (a run killed after the one before), rerun
+    the same config, and require bit-identical final weights."""
+    from safetensors.torch import load_file
+
+    weights = load_file(final / "model.safetensors")
+    shutil.rmtree(newest_checkpoint)
+    shutil.rmtree(final)
+    again = load_file(train_sft(config) / "model.safetensors")
+    assert all(torch.equal(weights[key], again[key]) for key in weights)
+
+
 def test_sft_keeps_the_dense_loss_saves_its_heads_in_checkpoints_and_resumes_exactly(tmp_path):
     from safetensors.torch import load_file
 
@@ -186,13 +198,9 @@ def test_sft_keeps_the_dense_loss_saves_its_heads_in_checkpoints_and_resumes_exa
     heads = [torch.load(run / f"checkpoint-{step}" / "dense_heads.pt") for step in (2, 4)]
     assert not torch.equal(heads[0]["heads.colour.weight"], heads[1]["heads.colour.weight"])
     assert not list(final.glob("dense_heads*"))  # the heads never reach the final model
-    weights = load_file(final / "model.safetensors")
-    assert not [key for key in weights if "heads" in key]
+    assert not [key for key in load_file(final / "model.safetensors") if "heads" in key]
     # Killed after step 2: the rerun resumes heads, optimizer and scene stream, to the same weights.
-    shutil.rmtree(run / "checkpoint-4")
-    shutil.rmtree(final)
-    again = load_file(train_sft(config) / "model.safetensors")
-    assert all(torch.equal(weights[key], again[key]) for key in weights)
+    assert_killed_run_resumes_to_the_same_weights(config, final, run / "checkpoint-4")
     with pytest.raises(InputError, match="dense_weight"):
         SFTConfig(dense_weight=1.0, freeze_vision=True).check()
     with pytest.raises(InputError, match="attention_grounding_queries"):
@@ -233,12 +241,8 @@ def test_sft_with_the_binding_readout_logs_it_keeps_it_out_of_final_and_resumes_
     assert readouts[0]["readout.weight"].shape == (16, 64)  # a 112² view: 4 x 4 cells
     assert not torch.equal(readouts[0]["readout.weight"], readouts[1]["readout.weight"])
     assert not list(final.glob("binding_readout*"))
-    weights = load_file(final / "model.safetensors")
-    assert not [key for key in weights if "readout" in key]
-    shutil.rmtree(run / "checkpoint-4")
-    shutil.rmtree(final)
-    again = load_file(train_sft(config) / "model.safetensors")
-    assert all(torch.equal(weights[key], again[key]) for key in weights)
+    assert not [key for key in load_file(final / "model.safetensors") if "readout" in key]
+    assert_killed_run_resumes_to_the_same_weights(config, final, run / "checkpoint-4")
     config.output_dir, config.square_side = str(tmp_path / "any view"), None
     with pytest.raises(InputError, match="square view"):
         train_sft(config)
