@@ -30,6 +30,7 @@ from torch.utils.data import Dataset, Sampler
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from ..coords import NUM_BINS
+from ..data.cell_targets import grid_side
 from ..errors import InputError
 from ..grammar import IM_END
 from ..images import load_image
@@ -240,7 +241,7 @@ class RexOmniTrainer(ResumeWithWeights, Trainer):
     ):
         self.batch_by_task = batch_by_task  # read while the Trainer builds its data loader
         self.dense, self._dense_calls = dense, None  # a DenseAuxiliary (train/vision.py), or None
-        self.binding = binding
+        self.binding, self._binding_step = binding, None  # the step whose readout gradients are live
         super().__init__(*args, **kwargs)
         self.coordinate_ids, self.sigma, self.radius = coordinate_ids, sigma, radius
         self.grounding_weight, self.grounding_layers, self.spacer_ids = grounding_weight, grounding_layers, spacer_ids
@@ -272,7 +273,7 @@ class RexOmniTrainer(ResumeWithWeights, Trainer):
         if grounding:
             loss = loss + self.grounding_weight * self._grounding_loss(model, inputs, labels, outputs.attentions)
         if binding:
-            if self.state.global_step != getattr(self, "_binding_step", None):
+            if self.state.global_step != self._binding_step:
                 # The Trainer zeroes the model's gradients only: the readout's would pile up.
                 self.binding.zero_grad(set_to_none=True)
                 self._binding_step = self.state.global_step
@@ -418,20 +419,6 @@ def spacer_token_ids(tokenizer) -> set[int]:
     return {i for i in range(len(tokenizer)) if not tokenizer.decode([i]).strip()} - set(tokenizer.all_special_ids)
 
 
-def _square_view_cells(rexomni: RexOmni) -> int:
-    """How many visual tokens the model makes of its square view (through the processor call
-    training uses, which may enlarge a small view to its minimum pixels)."""
-    from PIL import Image
-
-    from .vision import IMAGE_ONLY_TEXT  # vision.py imports this module
-
-    side = rexomni.square_side
-    grid = rexomni.encode([Image.new("RGB", (side, side))], [IMAGE_ONLY_TEXT])["image_grid_thw"][0]
-    _, rows, cols = (int(v) for v in grid)
-    merge = rexomni.model.config.vision_config.spatial_merge_size
-    return rows * cols // merge**2
-
-
 def load_for_training(config: SFTConfig) -> RexOmni:
     if config.model == NANO_INIT:
         rexomni = build_nano(seed=config.seed, **config.nano_architecture)
@@ -503,7 +490,7 @@ def train_sft(config: SFTConfig, callbacks: Sequence[TrainerCallback] = (), trai
         if not rexomni.square_side:
             raise InputError("SFTConfig.binding_readout reads a fixed grid of cells: it needs a square view "
                              "(square_side, or a model that has one)")
-        cells = _square_view_cells(rexomni)
+        cells = grid_side(rexomni.square_side) ** 2  # the cell targets' grid; a mismatch raises in the loss
         binding = BindingReadout(model.config.text_config.hidden_size, cells, config.binding_readout)
     extra = torch.nn.ModuleList([m for m in (dense.heads if dense is not None else None, binding) if m is not None])
     optimizer = None  # the Trainer's own
