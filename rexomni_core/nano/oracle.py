@@ -33,7 +33,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from ..annotations import Scene
 from ..coco import xyxy_to_bbox
@@ -318,7 +317,7 @@ class PointerReadout(torch.nn.Module):
 @dataclass(frozen=True)
 class RetrievalRecipe:
     """How the retrieval probe trains (thirteenth session: with warm-up, clipping and lr 3e-4 a
-    fresh decoder learns the toy; AdamW at 5e-4 without them sat at the constant answer).
+    fresh decoder learns the toy; AdamW at 5e-4 without them leaves the plateau too but wanders).
     `rope`: "mrope" places the cells as the model places an image, "none" gives every token
     position 0 (no rotation: what M-RoPE costs). `scene_pool`: training scenes drawn from this
     many, their coverage computed once (0: new scenes every step). `tower`: the shipped nano's
@@ -362,8 +361,8 @@ def _scene_inputs(scenes: list[Scene], tower: RexOmni | None, batch_size: int = 
     tokens = []
     with torch.no_grad():
         for start in range(0, len(scenes), batch_size):
-            views = [s.image.convert("RGB").resize((112, 112), Image.BICUBIC) for s in scenes[start:start + batch_size]]
-            tokens.extend(visual_tokens(tower, views).split(grid_side(112) ** 2))
+            views = [s.image.convert("RGB") for s in scenes[start:start + batch_size]]  # the tower's own square view
+            tokens.extend(visual_tokens(tower, views).split(grid_side(tower.square_side) ** 2))
     return _SceneInputs(scenes, coverages, tokens)
 
 

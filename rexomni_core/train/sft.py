@@ -241,7 +241,7 @@ class RexOmniTrainer(ResumeWithWeights, Trainer):
     ):
         self.batch_by_task = batch_by_task  # read while the Trainer builds its data loader
         self.dense, self._dense_calls = dense, None  # a DenseAuxiliary (train/vision.py), or None
-        self.binding, self._binding_step = binding, None  # the step whose readout gradients are live
+        self.binding = binding
         super().__init__(*args, **kwargs)
         self.coordinate_ids, self.sigma, self.radius = coordinate_ids, sigma, radius
         self.grounding_weight, self.grounding_layers, self.spacer_ids = grounding_weight, grounding_layers, spacer_ids
@@ -273,17 +273,10 @@ class RexOmniTrainer(ResumeWithWeights, Trainer):
         if grounding:
             loss = loss + self.grounding_weight * self._grounding_loss(model, inputs, labels, outputs.attentions)
         if binding:
-            if self.state.global_step != self._binding_step:
-                # The Trainer zeroes the model's gradients only: the readout's would pile up.
-                self.binding.zero_grad(set_to_none=True)
-                self._binding_step = self.state.global_step
             loss = loss + self._binding_loss(model, inputs, labels, outputs.hidden_states[-1])
         if self.dense is not None and model.training:
             if self._dense_calls is None:  # one scene batch per loss computed, counted from the step resumed at
                 self._dense_calls = self.state.global_step * self.args.gradient_accumulation_steps
-            if self._dense_calls % self.args.gradient_accumulation_steps == 0:
-                # The Trainer zeroes the model's gradients only: the heads' would pile up over steps.
-                self.dense.heads.zero_grad(set_to_none=True)
             dense = self.dense.loss(self._dense_calls)
             self._dense_calls += 1
             self._dense_log.append(float(dense.detach()))
@@ -496,6 +489,9 @@ def train_sft(config: SFTConfig, callbacks: Sequence[TrainerCallback] = (), trai
     optimizer = None  # the Trainer's own
     if config.vision_learning_rate_ratio != 1 or len(extra):
         optimizer = optimizer_with_vision_ratio(model, rexomni.model.model.visual, config, extra if len(extra) else None)
+        # The Trainer zeroes the model's gradients only (`model.zero_grad()`): the auxiliary
+        # modules' would pile up over steps, so each optimizer step clears them.
+        optimizer.register_step_post_hook(lambda *_: extra.zero_grad(set_to_none=True))
     trainer = trainer_factory(
         model=model,
         args=args,
