@@ -19,6 +19,8 @@
 #                                          2 400 steps (the retrieval toy learns binding after ~1 000)
 #   scripts/nano_v3_probes.sh oracle_add_binding plain_binding   oracle_add and plain (400 steps) with
 #                                          the binding readout (train/sft.py BindingReadout) at weight 0.5
+#   scripts/nano_v3_probes.sh oracle_add_xlong_binding   (fourteenth session) oracle_add_xlong with that
+#                                          readout: does it bring the ~1 200-step onset forward?
 #   scripts/nano_v3_probes.sh throughput   stage 1a's SFT, 24 steps, not / batched by task
 # One thread per run plus a data worker (the machine has 2 cores); run two at most side by side.
 set -e
@@ -58,6 +60,8 @@ for variant in "$@"; do
         --set learning_rate=0.0005 --set warmup_steps=50 --set save_steps=200 --set save_total_limit=3 ;;
     oracle_add_xlong) oracle $variant --mode add --set max_steps=2400 --set learning_rate=0.0005 --set warmup_steps=50 \
         --set save_steps=500 --set save_total_limit=2 ;;
+    oracle_add_xlong_binding) oracle $variant --mode add --set max_steps=2400 --set learning_rate=0.0005 \
+        --set warmup_steps=50 --set save_steps=500 --set save_total_limit=2 --set binding_readout=0.5 ;;
     oracle_add_binding) oracle $variant --mode add --set binding_readout=0.5 ;;
     plain_binding) train v2_plain_binding sft "${CONTINUED[@]}" --set dense_weight=0 --set binding_readout=0.5 ;;
     plain_xlong) train v2_plain_xlong sft "${CONTINUED[@]}" --set dense_weight=0 --set probe_test_images=0 --set max_steps=2400 \

@@ -127,6 +127,26 @@ def test_retrieval_batches_place_the_cells_as_an_image_and_name_the_phrases_cell
     torch.testing.assert_close(towered.embeddings[:, :16] - batch.embeddings[:, :16], torch.stack(tokens))
 
 
+def test_the_prompt_frames_the_cells_where_the_model_places_an_image():
+    """`prompt=True` puts the model's own prompt text before the cells and `<|vision_end|>` after
+    them, at the positions the model's M-RoPE index gives a real 112² image prompt."""
+    model = build_nano(seed=0, **MICRO)
+    model.square_side, model.max_pixels = 112, 112**2
+    language_model = model.model.model.language_model
+    codes = oracle.OracleCodes("replace", scale=1.0).table(64)
+    scenes = oracle.heldout_scenes(2)
+    real = model.encode([Image.new("RGB", (112, 112))], [model.chat_text("Detect red circle.")])
+    positions, _ = model.model.model.get_rope_index(real["input_ids"], real["mm_token_type_ids"], real["image_grid_thw"],
+                                                    attention_mask=real["attention_mask"])
+    framed = oracle.retrieval_batch(language_model, model.tokenizer, codes, scenes, random.Random(0), prompt=True)
+    through_vision_end = framed.cells_from + 16 + 1
+    assert model.tokenizer.decode(real["input_ids"][0, :framed.cells_from]) == oracle.PROMPT_BEFORE_IMAGE
+    torch.testing.assert_close(framed.positions[:, 0, :through_vision_end], positions[:, 0, :through_vision_end])
+    bare = oracle.retrieval_batch(language_model, model.tokenizer, codes, scenes, random.Random(0))
+    torch.testing.assert_close(framed.embeddings[:, framed.cell_slice], bare.embeddings[:, bare.cell_slice])
+    assert torch.equal(framed.targets, bare.targets)
+
+
 def test_the_tower_variant_adds_each_scenes_own_visual_tokens():
     """`tower=True` feeds the shipped tower's tokens of the very scene whose codes they join: a
     pool scene's tokens equal the tower's output for that scene's 112² view."""
@@ -157,12 +177,36 @@ def test_a_small_objects_most_covered_cell_is_its_target():
 def test_retrieval_probe_reports_a_held_out_curve_from_a_fresh_decoder(monkeypatch):
     monkeypatch.setattr("rexomni_core.nano.architecture.build_nano",
                         lambda seed=0, **kw: build_nano(seed=seed, **MICRO))
-    for pool, rope in ((0, "mrope"), (8, "none")):
+    for pool, rope, position_weight in ((0, "mrope", 0.0), (8, "none", 1.0)):
         recipe = oracle.RetrievalRecipe("fresh", steps=2, batch_size=4, test_scenes=6, evaluate_every=1,
-                                        cell_positions=True, scene_pool=pool, rope=rope)
+                                        cell_positions=True, scene_pool=pool, rope=rope,
+                                        position_weight=position_weight)
         curve = oracle.retrieval_probe(recipe)
         assert [point["step"] for point in curve] == [0, 1, 2]
         assert all(0 <= p["right"] <= p["landed"] <= 1 for p in curve)
+        assert all(("position" in p) is bool(position_weight) for p in curve)
+    with pytest.raises(InputError, match="position_weight"):
+        oracle.RetrievalRecipe(pointer=True, position_weight=1.0)
+
+
+def test_the_cell_position_head_reads_where_a_cell_is_only_from_content_that_says_it():
+    """Trained alone, the head names every cell's row and column from hidden states that code
+    them, and from identical hidden states at most one cell in 16 (its chance on a 4 x 4 grid)."""
+    torch.manual_seed(0)
+    rows, columns = torch.arange(16) // 4, torch.arange(16) % 4
+    coded = torch.cat([torch.eye(4)[rows], torch.eye(4)[columns], torch.zeros(16, 8)], dim=1)[None].expand(3, -1, -1)
+    for hidden, expected in ((coded, 1.0), (torch.ones(3, 16, 16), 1 / 16)):
+        head = oracle.CellPositionHead(16, side=4)
+        optimizer = torch.optim.Adam(head.parameters(), lr=0.05)
+        start = head.loss(hidden).item()
+        for _ in range(200):
+            optimizer.zero_grad()
+            head.loss(hidden).backward()
+            optimizer.step()
+        if expected == 1.0:
+            assert head.accuracy(hidden) == 1.0 and head.loss(hidden).item() < 0.1 * start
+        else:
+            assert head.accuracy(hidden) <= expected + 1e-6
 
 
 def test_without_rope_one_layer_reads_the_cells_as_a_set_and_with_it_as_a_grid():

@@ -146,3 +146,21 @@ def test_a_vision_config_refuses_a_side_that_is_not_whole_cells(tmp_path):
     with pytest.raises(InputError, match="multiple of 28"):
         train_vision(_config(tmp_path, square_side=50))
     assert not (tmp_path / "vision").exists()
+
+
+def test_the_cell_probe_reads_a_cells_row_and_column_only_from_tokens_that_carry_them(monkeypatch):
+    """Its row and column targets follow the tokens' raster order: tokens that are a code of
+    their own cell give every row and column, identical tokens only the most frequent (1 in 4)."""
+    from types import SimpleNamespace
+
+    from rexomni_core.nano import cell_probe
+
+    probe = cell_probe.CellProbe(112, train_images=6, test_images=3)
+    coded = lambda rexomni, images: torch.eye(16).repeat(len(images), 1)  # noqa: E731
+    same = torch.linspace(-1, 1, 16)
+    constant = lambda rexomni, images: same.repeat(16 * len(images), 1)  # noqa: E731
+    model = SimpleNamespace(square_side=112)
+    for tokens, expected in ((coded, 1.0), (constant, 0.25)):
+        monkeypatch.setattr(cell_probe, "visual_tokens", tokens)
+        measured = probe.measure(model)
+        assert measured["row"] == expected and measured["column"] == expected

@@ -6,7 +6,11 @@ and tested on the object cells of the held-out normal-split scenes (`HELDOUT_SEE
 the held-out test set): the share of test object cells whose colour, shape and full category
 (colour + shape, of the 30) the argmax names, and the shape's share on objects' centre cells
 alone (`shape_centre`: the token that can see the whole object). Object cells are those `data/cell_targets.py`
-gives to an object. The model's own square view is used unless another side is asked for.
+gives to an object. `row` and `column`: the share of all test cells whose own row and column a
+ridge over the same tokens names: where a cell is, in the content the tower gives it (the tower
+has rotary positions only; the decoder's first layer adds the rest from the prompt around the
+image, which `nano/diagnostics.py`'s per-layer probes show). The model's own square view is used
+unless another side is asked for.
 
     python -m rexomni_core.nano.cell_probe --model DIR [--side 224]   # None: the shipped nano
 
@@ -22,7 +26,7 @@ import json
 import numpy as np
 import torch
 
-from ..data.cell_targets import CELL_CATEGORIES, CELL_COLOURS, CELL_SHAPES, CellTargetStream, SceneEntry
+from ..data.cell_targets import CELL_CATEGORIES, CELL_COLOURS, CELL_SHAPES, CellTargetStream, SceneEntry, grid_side
 from ..model import RexOmni
 from ..train.vision import visual_tokens
 from .diagnostics import ridge
@@ -50,7 +54,8 @@ class CellProbe:
         return np.concatenate(chunks)
 
     def measure(self, rexomni: RexOmni) -> dict:
-        """{colour, shape, category, shape_centre}: held-out object-cell accuracy, and the cell counts."""
+        """{colour, shape, category, shape_centre}: held-out object-cell accuracy; {row, column}:
+        held-out accuracy over all cells; the cell counts."""
         if rexomni.square_side != self.square_side:
             raise ValueError(f"the probe was built for a {self.square_side}² view, the model reads "
                              f"{rexomni.square_side}²")
@@ -60,16 +65,22 @@ class CellProbe:
             targets = [t for _, t in items]
             owned = np.concatenate([t.owned for t in targets])
             centre = np.concatenate([t.centre_cell for t in targets])[owned]
-            sets[name] = (self._features(rexomni, items)[owned],
+            sets[name] = (self._features(rexomni, items), owned,
                           {key: np.concatenate([getattr(t, key) for t in targets])[owned] for key in PROBED}, centre)
-        (train_x, train_y, _), (test_x, test_y, test_centre) = sets["train"], sets["test"]
-        scale = train_x.std() + 1e-9  # ridge strength comparable across models whose norms differ
+        (all_train_x, train_owned, train_y, _), (all_test_x, test_owned, test_y, test_centre) = sets["train"], sets["test"]
+        scale = all_train_x.std() + 1e-9  # ridge strength comparable across models whose norms differ
+        train_x, test_x = all_train_x[train_owned] / scale, all_test_x[test_owned] / scale
         for key, classes in PROBED.items():
-            scores = ridge(train_x / scale, np.eye(classes)[train_y[key]], test_x / scale)
+            scores = ridge(train_x, np.eye(classes)[train_y[key]], test_x)
             right = scores.argmax(1) == test_y[key]
             results[key] = round(float(right.mean()), 3)
             if key == "shape":  # the centre cell: the token that can see the whole object
                 results["shape_centre"] = round(float(right[test_centre].mean()), 3)
+        side = grid_side(self.square_side)
+        for key, of_cell in (("row", lambda cell: cell // side), ("column", lambda cell: cell % side)):
+            train_y_pos, test_y_pos = (of_cell(np.arange(len(x)) % side**2) for x in (all_train_x, all_test_x))
+            scores = ridge(all_train_x / scale, np.eye(side)[train_y_pos], all_test_x / scale)
+            results[key] = round(float((scores.argmax(1) == test_y_pos).mean()), 3)
         results |= {"train_cells": len(train_x), "test_cells": len(test_x), "side": self.square_side}
         return results
 

@@ -15,6 +15,7 @@ capacity or its training signal); if it binds, the tokens are what is missing.
     python -m rexomni_core.nano.oracle eval --run runs/probes/oracle_add [--count 100]
     python -m rexomni_core.nano.oracle eval --model DIR    # the same protocol without codes
     python -m rexomni_core.nano.oracle retrieval [--cell-positions] [--tower] [--init shipped] [--rope none] [--pointer]
+                                                 [--prompt] [--position-weight 1 --position-layer 1]
 
 Training is the SFT recipe `nano_ladder4_shapes` continued from the shipped nano (the eleventh
 session's probes: 400 steps x 16 at 112², lr 2e-4), its conversations drawn by `OracleStream`.
@@ -240,49 +241,68 @@ RETRIEVAL_QUERY = "<|object_ref_end|><|box_start|>"  # what precedes a box's fir
 _TARGET_COVERAGE = 0.15  # a cell shows a category when its objects cover this share (cell_targets' rule)
 
 
+# What the model's prompt puts before an image (`RexOmni.chat_text`; a test keeps the two equal).
+PROMPT_BEFORE_IMAGE = "<|im_start|>system\nYou are a helpful assistant<|im_end|>\n<|im_start|>user\n<|vision_start|>"
+PROMPT_AFTER_IMAGE = "<|vision_end|>"
+
+
 @dataclass
 class RetrievalBatch:
     """Scenes as oracle-coded cells, each followed by one of its phrases: `embeddings` (B, L, H),
     `positions` (3, B, L) as the model places an image of G x G tokens and the text after it,
-    `targets` (B, cells) the cells the phrase's objects show, `objects` (B, cells) any object's."""
+    `targets` (B, cells) the cells the phrase's objects show, `objects` (B, cells) any object's;
+    the cells start at `cells_from` (after the prompt's text, when it is there)."""
 
     embeddings: torch.Tensor
     positions: torch.Tensor
     targets: torch.Tensor
     objects: torch.Tensor
+    cells_from: int = 0
+
+    @property
+    def cell_slice(self) -> slice:
+        return slice(self.cells_from, self.cells_from + self.targets.shape[1])
 
 
 def retrieval_batch(language_model, tokenizer, codes: torch.Tensor, scenes: Sequence[Scene], rng: random.Random,
                     square_side: int = 112, cell_codes: torch.Tensor | None = None,
                     coverages: Sequence[torch.Tensor] | None = None,
-                    tower_tokens: Sequence[torch.Tensor] | None = None) -> RetrievalBatch:
+                    tower_tokens: Sequence[torch.Tensor] | None = None, prompt: bool = False) -> RetrievalBatch:
     """`cell_codes` (cells, H), when given, are added to every scene's cells: where each is, in
     the tokens' content (rotary positions put it only in attention's scores, not in what a head
     reads out). `coverages`: the scenes' `category_coverage`, when already computed;
-    `tower_tokens`: each scene's visual tokens (cells, H), added to its codes (`oracle_add`)."""
+    `tower_tokens`: each scene's visual tokens (cells, H), added to its codes (`oracle_add`).
+    `prompt`: the cells framed as the model's prompt frames an image (its system and user text
+    and `<|vision_start|>` before them, `<|vision_end|>` after): fixed tokens at known places,
+    against which a cell's rotary position becomes something attention can turn into content."""
     cells = grid_side(square_side)
     embed = language_model.get_input_embeddings()
     rows, cols = torch.meshgrid(torch.arange(cells), torch.arange(cells), indexing="ij")
+    encode = lambda text: tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"][0]  # noqa: E731
+    before = embed(encode(PROMPT_BEFORE_IMAGE)) if prompt else embed.weight[:0]
+    after = PROMPT_AFTER_IMAGE if prompt else ""
     embeddings, targets, objects = [], [], []
     for i, scene in enumerate(scenes):
         coverage = torch.from_numpy(category_coverage(scene, square_side)) if coverages is None else coverages[i]
         phrase = rng.choice(sorted({a.category for a in scene.annotations}))
-        ids = tokenizer(phrase + RETRIEVAL_QUERY, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+        ids = encode(after + phrase + RETRIEVAL_QUERY)
         content = coverage @ codes
         if cell_codes is not None:
             content = content + cell_codes
         if tower_tokens is not None:
             content = content + tower_tokens[i]
-        embeddings.append(torch.cat([content, embed(ids)]))
+        embeddings.append(torch.cat([before, content, embed(ids)]))
         targets.append(_shown(coverage[:, _CATEGORY[phrase]]))
         objects.append(_shown(coverage.max(-1).values))
     length = max(len(e) for e in embeddings)
     if any(len(e) != length for e in embeddings):  # every phrase of the world is the same length here
         raise ValueError("phrases of different token lengths in one batch")
-    text = torch.arange(length - cells * cells) + cells  # text starts after the image's largest position
-    image = torch.stack([torch.zeros(cells * cells, dtype=torch.long), rows.reshape(-1), cols.reshape(-1)])
-    positions = torch.cat([image, text.expand(3, -1)], dim=1)[:, None].expand(-1, len(scenes), -1)
-    return RetrievalBatch(torch.stack(embeddings), positions, torch.stack(targets), torch.stack(objects))
+    start = len(before)  # M-RoPE: text counts up on all three axes; an image sits at (t, t + row, t + column)
+    text_before = torch.arange(start).expand(3, -1)
+    text_after = torch.arange(length - start - cells * cells) + start + cells  # after the image's largest position
+    image = start + torch.stack([torch.zeros(cells * cells, dtype=torch.long), rows.reshape(-1), cols.reshape(-1)])
+    positions = torch.cat([text_before, image, text_after.expand(3, -1)], dim=1)[:, None].expand(-1, len(scenes), -1)
+    return RetrievalBatch(torch.stack(embeddings), positions, torch.stack(targets), torch.stack(objects), start)
 
 
 def _shown(coverage: torch.Tensor) -> torch.Tensor:
@@ -291,12 +311,48 @@ def _shown(coverage: torch.Tensor) -> torch.Tensor:
     return (coverage >= _TARGET_COVERAGE) | ((coverage == coverage.max()) & (coverage > 0))
 
 
-def retrieval_scores(language_model, readout, batch: RetrievalBatch, rope: bool = True) -> torch.Tensor:
+def retrieval_scores(language_model, readout, batch: RetrievalBatch, rope: bool = True,
+                     hidden_layer: int | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """(B, cells) logits over the image cells from the phrase's last query position; without
-    `rope` every token sits at position 0 (no rotation anywhere)."""
+    `rope` every token sits at position 0 (no rotation anywhere). With `hidden_layer` also the
+    cells' hidden states (B, cells, H) after that many decoder layers (0: the input)."""
     positions = batch.positions if rope else torch.zeros_like(batch.positions)
-    hidden = language_model(inputs_embeds=batch.embeddings, position_ids=positions).last_hidden_state
-    return readout(hidden[:, -1])
+    outputs = language_model(inputs_embeds=batch.embeddings, position_ids=positions,
+                             output_hidden_states=hidden_layer is not None)
+    scores = readout(outputs.last_hidden_state[:, -1])
+    if hidden_layer is None:
+        return scores
+    return scores, outputs.hidden_states[hidden_layer][:, batch.cell_slice]
+
+
+class CellPositionHead(torch.nn.Module):
+    """An auxiliary linear head asking each image cell's hidden state for its own row and column
+    (cross-entropy over the grid's rows plus over its columns): rotary positions put a token's
+    place into attention scores only, and the retrieval toy bound fastest when the content said it."""
+
+    def __init__(self, hidden: int, side: int):
+        super().__init__()
+        self.side, self.head = side, torch.nn.Linear(hidden, 2 * side)
+        self.norm = torch.nn.LayerNorm(hidden, elementwise_affine=False)
+
+    def logits(self, cell_hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(row logits, column logits), each (B, cells, side)."""
+        return self.head(self.norm(cell_hidden)).split(self.side, dim=-1)
+
+    def targets(self, cells: int) -> tuple[torch.Tensor, torch.Tensor]:
+        index = torch.arange(cells)
+        return index // self.side, index % self.side
+
+    def loss(self, cell_hidden: torch.Tensor) -> torch.Tensor:
+        (rows, columns), (row, column) = self.logits(cell_hidden), self.targets(cell_hidden.shape[1])
+        expand = lambda target: target.expand(len(cell_hidden), -1).reshape(-1)  # noqa: E731
+        return (torch.nn.functional.cross_entropy(rows.reshape(-1, self.side), expand(row))
+                + torch.nn.functional.cross_entropy(columns.reshape(-1, self.side), expand(column)))
+
+    def accuracy(self, cell_hidden: torch.Tensor) -> float:
+        """The share of cells whose row and column both are named right."""
+        (rows, columns), (row, column) = self.logits(cell_hidden), self.targets(cell_hidden.shape[1])
+        return float(((rows.argmax(-1) == row) & (columns.argmax(-1) == column)).float().mean())
 
 
 class PointerReadout(torch.nn.Module):
@@ -309,9 +365,9 @@ class PointerReadout(torch.nn.Module):
         self.query, self.key = torch.nn.Linear(hidden, width), torch.nn.Linear(hidden, width)
 
     def forward(self, batch: RetrievalBatch) -> torch.Tensor:
-        cells = batch.targets.shape[1]
         embeddings = torch.nn.functional.rms_norm(batch.embeddings, (batch.embeddings.shape[-1],))
-        return torch.einsum("bw,bcw->bc", self.query(embeddings[:, cells:].mean(1)), self.key(embeddings[:, :cells]))
+        phrase = embeddings[:, batch.cell_slice.stop:].mean(1)
+        return torch.einsum("bw,bcw->bc", self.query(phrase), self.key(embeddings[:, batch.cell_slice]))
 
 
 @dataclass(frozen=True)
@@ -321,7 +377,11 @@ class RetrievalRecipe:
     `rope`: "mrope" places the cells as the model places an image, "none" gives every token
     position 0 (no rotation: what M-RoPE costs). `scene_pool`: training scenes drawn from this
     many, their coverage computed once (0: new scenes every step). `tower`: the shipped nano's
-    visual tokens of each scene (112² view, frozen) added to its codes, as `oracle_add` has them."""
+    visual tokens of each scene (112² view, frozen) added to its codes, as `oracle_add` has them.
+    `prompt`: the cells framed by the model's prompt text (`retrieval_batch`), as in SFT.
+    `position_weight`: a `CellPositionHead` on the cells' hidden states after `position_layer`
+    decoder layers, its loss added with this weight (0: none) — position put into the content by
+    the decoder itself, the shippable counterpart of `cell_positions`."""
 
     init: str = "fresh"
     steps: int = 3000
@@ -334,6 +394,9 @@ class RetrievalRecipe:
     pointer: bool = False
     scene_pool: int = 4000
     tower: bool = False
+    prompt: bool = False
+    position_weight: float = 0.0
+    position_layer: int = 1
     test_scenes: int = 400
     evaluate_every: int = 250
     seed: int = 0
@@ -343,6 +406,8 @@ class RetrievalRecipe:
             raise InputError(f"RetrievalRecipe.init must be 'shipped' or 'fresh', got {self.init!r}")
         if self.rope not in ("mrope", "none"):
             raise InputError(f"RetrievalRecipe.rope must be 'mrope' or 'none', got {self.rope!r}")
+        if self.position_weight and self.pointer:
+            raise InputError("RetrievalRecipe.position_weight needs a decoder; the pointer control has none")
 
 
 @dataclass
@@ -402,13 +467,19 @@ def retrieval_probe(recipe: RetrievalRecipe, codes: OracleCodes = OracleCodes("r
     cells = grid_side(112) ** 2  # 16 < the table's 30 rows: a distinct random code per cell
     cell_codes = OracleCodes(codes.mode, codes.scale, codes.seed + 1).table(hidden)[:cells] if recipe.cell_positions else None
     torch.manual_seed(recipe.seed)
+    position_head = None
     if recipe.pointer:
         model = PointerReadout(hidden)
         score, parameters = model, list(model.parameters())
     else:
         readout = torch.nn.Linear(hidden, cells)
-        score = partial(retrieval_scores, language_model, readout, rope=recipe.rope == "mrope")
-        parameters = [*language_model.parameters(), *readout.parameters()]
+        if recipe.position_weight:
+            position_head = CellPositionHead(hidden, grid_side(112))
+        layer = recipe.position_layer if position_head else None
+        forward = partial(retrieval_scores, language_model, readout, rope=recipe.rope == "mrope", hidden_layer=layer)
+        score = (lambda batch: forward(batch)[0]) if position_head else forward
+        parameters = [*language_model.parameters(), *readout.parameters(),
+                      *(position_head.parameters() if position_head else ())]
     optimizer = torch.optim.AdamW(parameters, lr=recipe.learning_rate)
     warmup = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(recipe.warmup_steps, 1)))
     rng, test_rng = random.Random(recipe.seed), random.Random(HELDOUT_SEED)
@@ -416,7 +487,7 @@ def retrieval_probe(recipe: RetrievalRecipe, codes: OracleCodes = OracleCodes("r
     held_out = _scene_inputs(heldout_scenes(recipe.test_scenes), tower)
     with torch.no_grad():
         test = retrieval_batch(language_model, tokenizer, table, held_out.scenes, test_rng, cell_codes=cell_codes,
-                               coverages=held_out.coverages, tower_tokens=held_out.tower_tokens)
+                               coverages=held_out.coverages, tower_tokens=held_out.tower_tokens, prompt=recipe.prompt)
     pool = _ScenePool(recipe.scene_pool, recipe.seed, tower)
     label = "pointer" if recipe.pointer else f"{recipe.init} decoder, rope {recipe.rope}"
     curve = []
@@ -424,23 +495,29 @@ def retrieval_probe(recipe: RetrievalRecipe, codes: OracleCodes = OracleCodes("r
         if step % recipe.evaluate_every == 0 or step == recipe.steps:
             with torch.no_grad():
                 language_model.eval()
-                scores = score(test)
+                scores, cell_hidden = forward(test) if position_head else (score(test), None)
             language_model.train()
             picked = scores.argmax(-1, keepdim=True)
             right = float(test.targets.gather(1, picked).float().mean())
             landed = float(test.objects.gather(1, picked).float().mean())
             curve.append({"step": step, "right": round(right, 3), "landed": round(landed, 3),
                           "right of landed": round(right / max(landed, 1e-9), 3)})
+            if position_head:
+                curve[-1]["position"] = round(position_head.accuracy(cell_hidden), 3)
             print(json.dumps({"probe": label, "cell positions": recipe.cell_positions, "tower": recipe.tower,
+                              "prompt": recipe.prompt,
                               **curve[-1]}), flush=True)
         if step == recipe.steps:
             break
         drawn = pool.draw(recipe.batch_size, rng)
         with torch.set_grad_enabled(not recipe.pointer):  # the pointer learns no embeddings
             batch = retrieval_batch(language_model, tokenizer, table, drawn.scenes, rng, cell_codes=cell_codes,
-                                    coverages=drawn.coverages, tower_tokens=drawn.tower_tokens)
-        log_p = score(batch).log_softmax(-1)
+                                    coverages=drawn.coverages, tower_tokens=drawn.tower_tokens, prompt=recipe.prompt)
+        scores, cell_hidden = forward(batch) if position_head else (score(batch), None)
+        log_p = scores.log_softmax(-1)
         loss = -log_p.masked_fill(~batch.targets, float("-inf")).logsumexp(-1).mean()
+        if position_head:
+            loss = loss + recipe.position_weight * position_head.loss(cell_hidden)
         if not torch.isfinite(loss):
             raise FloatingPointError(f"retrieval loss {float(loss)} at step {step}")
         optimizer.zero_grad(set_to_none=True)
@@ -471,6 +548,11 @@ def main(argv: list[str] | None = None) -> None:
     retrieval.add_argument("--tower", action="store_true", help="the shipped tower's tokens added to the codes")
     retrieval.add_argument("--cell-positions", action="store_true", help="a fixed code per cell added to its content")
     retrieval.add_argument("--pointer", action="store_true", help="the control: one attention head, no decoder")
+    retrieval.add_argument("--prompt", action="store_true", help="the cells framed by the model's prompt text")
+    retrieval.add_argument("--position-weight", type=float, default=RetrievalRecipe.position_weight,
+                           help="an auxiliary head asking each cell's hidden state its row and column (0: none)")
+    retrieval.add_argument("--position-layer", type=int, default=RetrievalRecipe.position_layer,
+                           help="after how many decoder layers the position head reads the cells")
     evaluate = commands.add_parser("eval", help="held-out detection, error anatomy and binding")
     evaluate.add_argument("--run", type=Path, help="an oracle run folder: its final model, with its codes")
     evaluate.add_argument("--model", help="any checkpoint, evaluated without codes (default: the shipped nano)")
@@ -484,7 +566,8 @@ def main(argv: list[str] | None = None) -> None:
         retrieval_probe(RetrievalRecipe(
             init=args.init, steps=args.steps, learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
             max_grad_norm=args.max_grad_norm, rope=args.rope, cell_positions=args.cell_positions,
-            pointer=args.pointer, scene_pool=args.scene_pool, tower=args.tower))
+            pointer=args.pointer, scene_pool=args.scene_pool, tower=args.tower, prompt=args.prompt,
+            position_weight=args.position_weight, position_layer=args.position_layer))
         return
     codes = OracleCodes.load(args.run) if args.run else None
     model = RexOmni.from_pretrained(str(args.run / "final") if args.run else args.model, device="cpu")
