@@ -21,6 +21,10 @@
 #                                          the binding readout (train/sft.py BindingReadout) at weight 0.5
 #   scripts/nano_v3_probes.sh oracle_add_xlong_binding   (fourteenth session) oracle_add_xlong with that
 #                                          readout: does it bring the ~1 200-step onset forward?
+#   scripts/nano_v3_probes.sh oracle_add_binding10   oracle_add_binding with the readout at weight 10:
+#                                          can SFT learn the toy's retrieval when its loss dominates?
+#                                          oracle_add_binding10_frozen: the same with the tower frozen;
+#                                          oracle_add_binding10_detect: normal-split detection only
 #   scripts/nano_v3_probes.sh throughput   stage 1a's SFT, 24 steps, not / batched by task
 # One thread per run plus a data worker (the machine has 2 cores); run two at most side by side.
 set -e
@@ -62,6 +66,10 @@ for variant in "$@"; do
         --set save_steps=500 --set save_total_limit=2 ;;
     oracle_add_xlong_binding) oracle $variant --mode add --set max_steps=2400 --set learning_rate=0.0005 \
         --set warmup_steps=50 --set save_steps=500 --set save_total_limit=2 --set binding_readout=0.5 ;;
+    oracle_add_binding10) oracle $variant --mode add --set binding_readout=10 ;;
+    oracle_add_binding10_frozen) oracle $variant --mode add --set binding_readout=10 --set freeze_vision=true ;;
+    oracle_add_binding10_detect) oracle $variant --mode add --set binding_readout=10 \
+        --set 'data.kwargs.mixture=[{world: shapes, task: detection, split: normal, weight: 1, absent_phrases: false}]' ;;
     oracle_add_binding) oracle $variant --mode add --set binding_readout=0.5 ;;
     plain_binding) train v2_plain_binding sft "${CONTINUED[@]}" --set dense_weight=0 --set binding_readout=0.5 ;;
     plain_xlong) train v2_plain_xlong sft "${CONTINUED[@]}" --set dense_weight=0 --set probe_test_images=0 --set max_steps=2400 \

@@ -128,23 +128,40 @@ def test_retrieval_batches_place_the_cells_as_an_image_and_name_the_phrases_cell
 
 
 def test_the_prompt_frames_the_cells_where_the_model_places_an_image():
-    """`prompt=True` puts the model's own prompt text before the cells and `<|vision_end|>` after
-    them, at the positions the model's M-RoPE index gives a real 112² image prompt."""
+    """`context="image"` puts the model's own prompt text before the cells and `<|vision_end|>`
+    after them, and `context="request"` continues with SFT's detection request and the assistant
+    turn up to the first group: the tokens and M-RoPE positions of the model's real prompt."""
     model = build_nano(seed=0, **MICRO)
     model.square_side, model.max_pixels = 112, 112**2
     language_model = model.model.model.language_model
     codes = oracle.OracleCodes("replace", scale=1.0).table(64)
     scenes = oracle.heldout_scenes(2)
-    real = model.encode([Image.new("RGB", (112, 112))], [model.chat_text("Detect red circle.")])
-    positions, _ = model.model.model.get_rope_index(real["input_ids"], real["mm_token_type_ids"], real["image_grid_thw"],
-                                                    attention_mask=real["attention_mask"])
-    framed = oracle.retrieval_batch(language_model, model.tokenizer, codes, scenes, random.Random(0), prompt=True)
-    through_vision_end = framed.cells_from + 16 + 1
-    assert model.tokenizer.decode(real["input_ids"][0, :framed.cells_from]) == oracle.PROMPT_BEFORE_IMAGE
-    torch.testing.assert_close(framed.positions[:, 0, :through_vision_end], positions[:, 0, :through_vision_end])
     bare = oracle.retrieval_batch(language_model, model.tokenizer, codes, scenes, random.Random(0))
-    torch.testing.assert_close(framed.embeddings[:, framed.cell_slice], bare.embeddings[:, bare.cell_slice])
-    assert torch.equal(framed.targets, bare.targets)
+    for context in ("image", "request"):
+        framed = oracle.retrieval_batch(language_model, model.tokenizer, codes, scenes, random.Random(0), context=context)
+        torch.testing.assert_close(framed.embeddings[:, framed.cell_slice], bare.embeddings[:, bare.cell_slice])
+        assert torch.equal(framed.targets, bare.targets)
+        # The real prompt the toy's first row stands for: its phrase, and for a request the same listed phrases.
+        rng = random.Random(0)
+        phrase = [rng.choice(sorted({a.category for a in scene.annotations})) for scene in scenes][0]
+        text = model.chat_text("Detect red circle.")
+        if context == "request":
+            after = oracle._text_after_cells("request", phrase, rng)
+            listed = after[after.index("Detect ") + 7:after.index(".<|im_end|>")]
+            assert phrase in listed.split(", ") and len(listed.split(", ")) == oracle.REQUESTED_PHRASES
+            text = model.chat_text(f"Detect {listed}.") + "<|object_ref_start|>" + phrase + oracle.RETRIEVAL_QUERY
+        real = model.encode([Image.new("RGB", (112, 112))], [text])
+        positions, _ = model.model.model.get_rope_index(real["input_ids"], real["mm_token_type_ids"],
+                                                        real["image_grid_thw"], attention_mask=real["attention_mask"])
+        assert model.tokenizer.decode(real["input_ids"][0, :framed.cells_from]) == oracle.PROMPT_BEFORE_IMAGE
+        compared = framed.positions.shape[-1] if context == "request" else framed.cell_slice.stop + 1
+        torch.testing.assert_close(framed.positions[:, 0, :compared], positions[:, 0, :compared])
+        if context == "request":
+            text_ids = real["input_ids"][0, framed.cell_slice.stop:]
+            torch.testing.assert_close(framed.embeddings[0, framed.cell_slice.stop:],
+                                       language_model.get_input_embeddings()(text_ids))
+    with pytest.raises(InputError, match="context"):
+        oracle.retrieval_batch(language_model, model.tokenizer, codes, scenes, random.Random(0), context="chat")
 
 
 def test_the_tower_variant_adds_each_scenes_own_visual_tokens():
@@ -234,3 +251,28 @@ def test_the_pointer_control_learns_the_retrieval_its_decoder_is_compared_with()
                                     scene_pool=0)
     curve = oracle.retrieval_probe(recipe)
     assert curve[0]["right"] < 0.35 and curve[-1]["right"] > 0.5
+
+
+def test_the_readout_measure_reads_a_checkpoint_with_or_without_codes_and_readout(tmp_path):
+    """`readout_retrieval` measures the model's own first x0 on held-out answers, and with a
+    binding readout in the checkpoint the readout's pick too: a readout that always picks cell 0
+    can be right only where the region covers cell 0's column, so right <= readout column."""
+    from rexomni_core.train.sft import BindingReadout
+
+    model = build_nano(seed=0, **MICRO)
+    model.square_side, model.max_pixels = 112, 112**2
+    checkpoint = tmp_path / "run" / "checkpoint-1"
+    model.save_pretrained(checkpoint)
+    plain = oracle.readout_retrieval(checkpoint, count=4, batch_size=2)
+    assert set(plain) == {"checkpoint", "codes", "queries", "answer column"} and plain["codes"] is False
+    assert plain["queries"] > 0 and 0 <= plain["answer column"] <= 1
+    oracle.OracleCodes("add").save(checkpoint.parent)
+    readout = BindingReadout(64, 16, 1.0)
+    with torch.no_grad():
+        readout.readout.weight.zero_()
+        readout.readout.bias.copy_(torch.arange(16, 0, -1).float())  # cell 0 always
+    readout.save(checkpoint)
+    measured = oracle.readout_retrieval(checkpoint, count=4, batch_size=2)
+    assert measured["codes"] is True and measured["queries"] == plain["queries"]
+    assert 0 <= measured["right"] <= measured["readout column"] <= 1
+    assert 0 <= measured["right of landed"] <= 1 and 0 <= measured["landed"] <= 1

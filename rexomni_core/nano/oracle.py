@@ -14,8 +14,9 @@ capacity or its training signal); if it binds, the tokens are what is missing.
     python -m rexomni_core.nano.oracle train --mode add --out runs/probes/oracle_add [--set key=value ...]
     python -m rexomni_core.nano.oracle eval --run runs/probes/oracle_add [--count 100]
     python -m rexomni_core.nano.oracle eval --model DIR    # the same protocol without codes
+    python -m rexomni_core.nano.oracle readout RUN/checkpoint-N   # its binding readout, measured as the toy
     python -m rexomni_core.nano.oracle retrieval [--cell-positions] [--tower] [--init shipped] [--rope none] [--pointer]
-                                                 [--prompt] [--position-weight 1 --position-layer 1]
+                                                 [--context image|request] [--position-weight 1 --position-layer 1]
 
 Training is the SFT recipe `nano_ladder4_shapes` continued from the shipped nano (the eleventh
 session's probes: 400 steps x 16 at 112², lr 2e-4), its conversations drawn by `OracleStream`.
@@ -37,6 +38,7 @@ import torch
 
 from ..annotations import Scene
 from ..coco import xyxy_to_bbox
+from ..coords import NUM_BINS
 from ..data.cell_targets import cell_coverage, grid_side, object_pixels
 from ..data.samplers import Conversation, ConversationStream
 from ..data.synth import scene_seed
@@ -224,6 +226,64 @@ def evaluate_oracle(model: RexOmni, codes: OracleCodes | None, count: int = 100,
     return result
 
 
+def readout_retrieval(checkpoint: Path, count: int = 96, batch_size: int = 16) -> dict:
+    """The SFT binding readout of a run's `checkpoint` (its model, readout and codes, where it has them) on
+    held-out normal-split detection answers, measured as the retrieval probe measures the toy:
+    at each region's first-coordinate query, is the readout's argmax cell one of the region's
+    cells ("right", the target SFT trains it on: the cells its box overlaps) or any object's
+    ("landed"), and the share of landed picks that are the region's ("right of landed")? And, in
+    the one currency both share, is the column of the readout's cell, and the column of the bin
+    the model itself would write there as the box's x0, a column the region covers? (Without a
+    readout in the checkpoint, only the latter.)"""
+    from ..data.samplers import MixtureEntry
+    from ..train.sft import BindingReadout, coordinate_bin_table, grounding_targets, spacer_token_ids
+
+    checkpoint = Path(checkpoint)
+    codes = OracleCodes.load(checkpoint.parent) if (checkpoint.parent / ORACLE_FILE).exists() else None
+    rexomni = RexOmni.from_pretrained(str(checkpoint), device="cpu", dtype=torch.float32)
+    model, config = rexomni.model.eval(), rexomni.model.config
+    cells = grid_side(rexomni.square_side) ** 2
+    readout = None
+    if (checkpoint / BindingReadout.FILE).exists():
+        readout = BindingReadout(config.text_config.hidden_size, cells, 1.0)
+        readout.load(checkpoint)
+    stream = OracleStream((MixtureEntry("shapes", "detection", split="normal", absent_phrases=False),), seed=HELDOUT_SEED,
+                          square_side=rexomni.square_side)
+    bin_of = coordinate_bin_table(torch.tensor(rexomni.coordinate_ids), config.text_config.vocab_size)
+    spacers, collate = spacer_token_ids(rexomni.tokenizer), OracleCollator(rexomni)
+    right = landed = both = queries = readout_column = answer_column = 0
+    side, coordinate_ids = grid_side(rexomni.square_side), torch.tensor(rexomni.coordinate_ids)
+    for start in range(0, count, batch_size):
+        items = [stream[i] for i in range(start, min(start + batch_size, count))]
+        batch = collate(items)
+        coverage, labels = batch.pop("oracle_coverage"), batch.pop("labels")
+        with torch.no_grad(), oracle_tokens(model, coverage, codes) if codes else nullcontext():
+            outputs = model(**batch, output_hidden_states=True)
+        hidden = outputs.hidden_states[-1]
+        targets = grounding_targets(batch["input_ids"], labels, batch["image_grid_thw"], config.image_token_id, bin_of,
+                                    spacers, config.vision_config.spatial_merge_size, first_only=True)
+        image_tokens = batch["input_ids"] == config.image_token_id
+        objects = _shown(coverage.max(-1).values).reshape(len(items), cells)
+        rows, positions = targets.any(dim=-1).nonzero(as_tuple=True)
+        picked = (readout.readout(hidden[rows, positions]).argmax(-1) if readout else torch.zeros_like(rows))
+        # The model's own first coordinate there (teacher-forced, the most likely bin): its column.
+        written = outputs.logits[rows, positions][:, coordinate_ids].argmax(-1) * side // NUM_BINS
+        for row, position, cell, column in zip(rows.tolist(), positions.tolist(), picked.tolist(), written.tolist()):
+            region = targets[row, position][image_tokens[row]]
+            on_target, on_object = bool(region[cell]), bool(objects[row, cell])
+            right, landed, both = right + on_target, landed + on_object, both + (on_target and on_object)
+            columns = {c % side for c in region.nonzero()[:, 0].tolist()}
+            readout_column, answer_column = readout_column + (cell % side in columns), answer_column + (column in columns)
+        queries += len(rows)
+    measured = {"checkpoint": str(checkpoint), "codes": codes is not None, "queries": queries,
+                "answer column": round(answer_column / max(queries, 1), 3)}
+    if readout:
+        measured |= {"right": round(right / max(queries, 1), 3), "landed": round(landed / max(queries, 1), 3),
+                     "right of landed": round(both / max(landed, 1), 3),
+                     "readout column": round(readout_column / max(queries, 1), 3)}
+    return measured
+
+
 def _binding(model: RexOmni, codes: OracleCodes | None, count: int, side: int) -> dict:
     """`nano/binding.py`'s measure on its held-out scenes, the codes given to the model."""
     pairs, coverages = [], []
@@ -241,9 +301,13 @@ RETRIEVAL_QUERY = "<|object_ref_end|><|box_start|>"  # what precedes a box's fir
 _TARGET_COVERAGE = 0.15  # a cell shows a category when its objects cover this share (cell_targets' rule)
 
 
-# What the model's prompt puts before an image (`RexOmni.chat_text`; a test keeps the two equal).
+# What the model's prompt puts around an image and after it up to an answer's first phrase, for a
+# detection request (`RexOmni.chat_text`; a test keeps them equal).
 PROMPT_BEFORE_IMAGE = "<|im_start|>system\nYou are a helpful assistant<|im_end|>\n<|im_start|>user\n<|vision_start|>"
 PROMPT_AFTER_IMAGE = "<|vision_end|>"
+REQUEST_AFTER_IMAGE = "<|vision_end|>Detect {categories}.<|im_end|>\n<|im_start|>assistant\n<|object_ref_start|>"
+REQUESTED_PHRASES = 3  # the queried phrase and two others of the world (present or not), shuffled
+CONTEXTS = ("none", "image", "request")
 
 
 @dataclass
@@ -267,25 +331,30 @@ class RetrievalBatch:
 def retrieval_batch(language_model, tokenizer, codes: torch.Tensor, scenes: Sequence[Scene], rng: random.Random,
                     square_side: int = 112, cell_codes: torch.Tensor | None = None,
                     coverages: Sequence[torch.Tensor] | None = None,
-                    tower_tokens: Sequence[torch.Tensor] | None = None, prompt: bool = False) -> RetrievalBatch:
+                    tower_tokens: Sequence[torch.Tensor] | None = None, context: str = "none") -> RetrievalBatch:
     """`cell_codes` (cells, H), when given, are added to every scene's cells: where each is, in
     the tokens' content (rotary positions put it only in attention's scores, not in what a head
     reads out). `coverages`: the scenes' `category_coverage`, when already computed;
     `tower_tokens`: each scene's visual tokens (cells, H), added to its codes (`oracle_add`).
-    `prompt`: the cells framed as the model's prompt frames an image (its system and user text
-    and `<|vision_start|>` before them, `<|vision_end|>` after): fixed tokens at known places,
-    against which a cell's rotary position becomes something attention can turn into content."""
+    `context`: "none", the cells then the phrase; "image", the cells framed as the model's prompt
+    frames an image (its system and user text and `<|vision_start|>` before them, `<|vision_end|>`
+    after): fixed tokens at known places, against which a cell's rotary position becomes something
+    attention can turn into content; "request", that frame, then SFT's detection request for
+    `REQUESTED_PHRASES` phrases (the queried one among them) and the assistant turn up to the
+    first group's phrase: the context of an answer's first box."""
     cells = grid_side(square_side)
     embed = language_model.get_input_embeddings()
     rows, cols = torch.meshgrid(torch.arange(cells), torch.arange(cells), indexing="ij")
     encode = lambda text: tokenizer(text, add_special_tokens=False, return_tensors="pt")["input_ids"][0]  # noqa: E731
-    before = embed(encode(PROMPT_BEFORE_IMAGE)) if prompt else embed.weight[:0]
-    after = PROMPT_AFTER_IMAGE if prompt else ""
+    if context not in CONTEXTS:
+        raise InputError(f"retrieval context must be one of {', '.join(CONTEXTS)}, got {context!r}")
+    before = embed(encode(PROMPT_BEFORE_IMAGE)) if context != "none" else embed.weight[:0]
     embeddings, targets, objects = [], [], []
-    for i, scene in enumerate(scenes):
+    phrases = [rng.choice(sorted({a.category for a in scene.annotations})) for scene in scenes]
+    texts = [_text_after_cells(context, phrase, rng) for phrase in phrases]  # after: the same phrases in every context
+    for i, (scene, phrase) in enumerate(zip(scenes, phrases)):
         coverage = torch.from_numpy(category_coverage(scene, square_side)) if coverages is None else coverages[i]
-        phrase = rng.choice(sorted({a.category for a in scene.annotations}))
-        ids = encode(after + phrase + RETRIEVAL_QUERY)
+        ids = encode(texts[i] + phrase + RETRIEVAL_QUERY)
         content = coverage @ codes
         if cell_codes is not None:
             content = content + cell_codes
@@ -303,6 +372,16 @@ def retrieval_batch(language_model, tokenizer, codes: torch.Tensor, scenes: Sequ
     image = start + torch.stack([torch.zeros(cells * cells, dtype=torch.long), rows.reshape(-1), cols.reshape(-1)])
     positions = torch.cat([text_before, image, text_after.expand(3, -1)], dim=1)[:, None].expand(-1, len(scenes), -1)
     return RetrievalBatch(torch.stack(embeddings), positions, torch.stack(targets), torch.stack(objects), start)
+
+
+def _text_after_cells(context: str, phrase: str, rng: random.Random) -> str:
+    if context == "none":
+        return ""
+    if context == "image":
+        return PROMPT_AFTER_IMAGE
+    listed = [phrase, *rng.sample([name for name in SHAPE_CATEGORIES if name != phrase], REQUESTED_PHRASES - 1)]
+    rng.shuffle(listed)
+    return REQUEST_AFTER_IMAGE.format(categories=", ".join(listed))
 
 
 def _shown(coverage: torch.Tensor) -> torch.Tensor:
@@ -378,7 +457,8 @@ class RetrievalRecipe:
     position 0 (no rotation: what M-RoPE costs). `scene_pool`: training scenes drawn from this
     many, their coverage computed once (0: new scenes every step). `tower`: the shipped nano's
     visual tokens of each scene (112² view, frozen) added to its codes, as `oracle_add` has them.
-    `prompt`: the cells framed by the model's prompt text (`retrieval_batch`), as in SFT.
+    `context`: what surrounds the cells and precedes the phrase (`retrieval_batch`): "none",
+    "image" (the prompt's frame), "request" (the frame and a detection request, as in SFT).
     `position_weight`: a `CellPositionHead` on the cells' hidden states after `position_layer`
     decoder layers, its loss added with this weight (0: none) — position put into the content by
     the decoder itself, the shippable counterpart of `cell_positions`."""
@@ -394,7 +474,7 @@ class RetrievalRecipe:
     pointer: bool = False
     scene_pool: int = 4000
     tower: bool = False
-    prompt: bool = False
+    context: str = "none"
     position_weight: float = 0.0
     position_layer: int = 1
     test_scenes: int = 400
@@ -408,6 +488,8 @@ class RetrievalRecipe:
             raise InputError(f"RetrievalRecipe.rope must be 'mrope' or 'none', got {self.rope!r}")
         if self.position_weight and self.pointer:
             raise InputError("RetrievalRecipe.position_weight needs a decoder; the pointer control has none")
+        if self.context not in CONTEXTS:
+            raise InputError(f"RetrievalRecipe.context must be one of {', '.join(CONTEXTS)}, got {self.context!r}")
 
 
 @dataclass
@@ -487,7 +569,7 @@ def retrieval_probe(recipe: RetrievalRecipe, codes: OracleCodes = OracleCodes("r
     held_out = _scene_inputs(heldout_scenes(recipe.test_scenes), tower)
     with torch.no_grad():
         test = retrieval_batch(language_model, tokenizer, table, held_out.scenes, test_rng, cell_codes=cell_codes,
-                               coverages=held_out.coverages, tower_tokens=held_out.tower_tokens, prompt=recipe.prompt)
+                               coverages=held_out.coverages, tower_tokens=held_out.tower_tokens, context=recipe.context)
     pool = _ScenePool(recipe.scene_pool, recipe.seed, tower)
     label = "pointer" if recipe.pointer else f"{recipe.init} decoder, rope {recipe.rope}"
     curve = []
@@ -505,14 +587,14 @@ def retrieval_probe(recipe: RetrievalRecipe, codes: OracleCodes = OracleCodes("r
             if position_head:
                 curve[-1]["position"] = round(position_head.accuracy(cell_hidden), 3)
             print(json.dumps({"probe": label, "cell positions": recipe.cell_positions, "tower": recipe.tower,
-                              "prompt": recipe.prompt,
+                              "context": recipe.context,
                               **curve[-1]}), flush=True)
         if step == recipe.steps:
             break
         drawn = pool.draw(recipe.batch_size, rng)
         with torch.set_grad_enabled(not recipe.pointer):  # the pointer learns no embeddings
             batch = retrieval_batch(language_model, tokenizer, table, drawn.scenes, rng, cell_codes=cell_codes,
-                                    coverages=drawn.coverages, tower_tokens=drawn.tower_tokens, prompt=recipe.prompt)
+                                    coverages=drawn.coverages, tower_tokens=drawn.tower_tokens, context=recipe.context)
         scores, cell_hidden = forward(batch) if position_head else (score(batch), None)
         log_p = scores.log_softmax(-1)
         loss = -log_p.masked_fill(~batch.targets, float("-inf")).logsumexp(-1).mean()
@@ -548,11 +630,15 @@ def main(argv: list[str] | None = None) -> None:
     retrieval.add_argument("--tower", action="store_true", help="the shipped tower's tokens added to the codes")
     retrieval.add_argument("--cell-positions", action="store_true", help="a fixed code per cell added to its content")
     retrieval.add_argument("--pointer", action="store_true", help="the control: one attention head, no decoder")
-    retrieval.add_argument("--prompt", action="store_true", help="the cells framed by the model's prompt text")
+    retrieval.add_argument("--context", choices=CONTEXTS, default=RetrievalRecipe.context,
+                           help="image: the prompt's frame around the cells; request: and SFT's detection request")
     retrieval.add_argument("--position-weight", type=float, default=RetrievalRecipe.position_weight,
                            help="an auxiliary head asking each cell's hidden state its row and column (0: none)")
     retrieval.add_argument("--position-layer", type=int, default=RetrievalRecipe.position_layer,
                            help="after how many decoder layers the position head reads the cells")
+    readout = commands.add_parser("readout", help="an oracle SFT checkpoint's binding readout, measured as the toy")
+    readout.add_argument("checkpoint", type=Path, help="RUN/checkpoint-N (trained with binding_readout)")
+    readout.add_argument("--count", type=int, default=96)
     evaluate = commands.add_parser("eval", help="held-out detection, error anatomy and binding")
     evaluate.add_argument("--run", type=Path, help="an oracle run folder: its final model, with its codes")
     evaluate.add_argument("--model", help="any checkpoint, evaluated without codes (default: the shipped nano)")
@@ -566,8 +652,11 @@ def main(argv: list[str] | None = None) -> None:
         retrieval_probe(RetrievalRecipe(
             init=args.init, steps=args.steps, learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
             max_grad_norm=args.max_grad_norm, rope=args.rope, cell_positions=args.cell_positions,
-            pointer=args.pointer, scene_pool=args.scene_pool, tower=args.tower, prompt=args.prompt,
+            pointer=args.pointer, scene_pool=args.scene_pool, tower=args.tower, context=args.context,
             position_weight=args.position_weight, position_layer=args.position_layer))
+        return
+    if args.command == "readout":
+        print(json.dumps(readout_retrieval(args.checkpoint, args.count)))
         return
     codes = OracleCodes.load(args.run) if args.run else None
     model = RexOmni.from_pretrained(str(args.run / "final") if args.run else args.model, device="cpu")
