@@ -25,6 +25,8 @@
 #                                          can SFT learn the toy's retrieval when its loss dominates?
 #                                          oracle_add_binding10_frozen: the same with the tower frozen;
 #                                          oracle_add_binding10_detect: normal-split detection only
+#   scripts/nano_v3_probes.sh plain_binding_untied   plain_binding with untied output embeddings: does the
+#                                          model write more of what its readout finds?
 #   scripts/nano_v3_probes.sh throughput   stage 1a's SFT, 24 steps, not / batched by task
 # One thread per run plus a data worker (the machine has 2 cores); run two at most side by side.
 set -e
@@ -72,6 +74,8 @@ for variant in "$@"; do
         --set 'data.kwargs.mixture=[{world: shapes, task: detection, split: normal, weight: 1, absent_phrases: false}]' ;;
     oracle_add_binding) oracle $variant --mode add --set binding_readout=0.5 ;;
     plain_binding) train v2_plain_binding sft "${CONTINUED[@]}" --set dense_weight=0 --set binding_readout=0.5 ;;
+    plain_binding_untied) train v2_plain_binding_untied sft "${CONTINUED[@]}" --set dense_weight=0 --set binding_readout=0.5 \
+        --set untie_embeddings=true ;;
     plain_xlong) train v2_plain_xlong sft "${CONTINUED[@]}" --set dense_weight=0 --set probe_test_images=0 --set max_steps=2400 \
         --set learning_rate=0.0005 --set warmup_steps=50 --set save_steps=500 --set save_total_limit=2 ;;
     dense_long) train v2_dense_long sft "${CONTINUED[@]}" --set dense_weight=1.0 --set max_steps=3000 --set save_total_limit=3 ;;

@@ -248,6 +248,25 @@ def test_sft_with_the_binding_readout_logs_it_keeps_it_out_of_final_and_resumes_
         train_sft(config)
 
 
+def test_untied_sft_trains_its_own_output_rows_and_saves_them_apart(tmp_path):
+    """`untie_embeddings`: the output projection starts as a copy of the input embeddings, trains
+    apart from them, and the final checkpoint loads untied (tie_word_embeddings false)."""
+    config = SFTConfig(
+        output_dir=str(tmp_path / "untied"), data=TINY_DATA, max_steps=2, batch_size=2, save_steps=100,
+        logging_steps=1, nano_architecture=MICRO, square_side=56, learning_rate=1e-3, warmup_steps=0,
+        untie_embeddings=True,
+    )
+    start = sft.load_for_training(config).model
+    assert start.lm_head.weight is not start.get_input_embeddings().weight
+    torch.testing.assert_close(start.lm_head.weight, start.get_input_embeddings().weight)
+    model = RexOmni.from_pretrained(train_sft(config)).model
+    assert model.config.tie_word_embeddings is False
+    output, embeddings = model.lm_head.weight, model.get_input_embeddings().weight
+    assert output is not embeddings and not torch.equal(output, embeddings)
+    sft.untie_output_embeddings(model)  # already apart: nothing changes
+    assert model.lm_head.weight is output
+
+
 def test_lora_sft_saves_a_merged_model_with_its_square_view(tmp_path):
     config = SFTConfig(
         output_dir=str(tmp_path / "lora"), data=TINY_DATA, max_steps=2, batch_size=2,

@@ -204,6 +204,10 @@ class SFTConfig(TrainingConfig):
     # readout over the cells at each region's opening position must pick the region's cells),
     # dropped at the end. 0: off. Needs a square view (square_side, or the model's own).
     binding_readout: float = 0.0
+    # Untie the output projection from the input embeddings before training (`train/sft.py`
+    # untie_output_embeddings): the model card's fourteenth session found the coordinates a tied
+    # nano writes carry less of the retrieval than its hidden state holds. Saved in config.json.
+    untie_embeddings: bool = False
 
     def check(self) -> None:
         super().check()

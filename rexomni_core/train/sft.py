@@ -427,7 +427,21 @@ def load_for_training(config: SFTConfig) -> RexOmni:
         rexomni.square_side = config.square_side
     if config.prompt_first is not None:
         rexomni.prompt_first = config.prompt_first
+    if config.untie_embeddings:
+        untie_output_embeddings(rexomni.model)
     return rexomni
+
+
+def untie_output_embeddings(model) -> None:
+    """Give the output projection its own copy of the input embeddings (config
+    `tie_word_embeddings: false`, saved so), so a coordinate bin's output row can learn to be
+    written from the retrieved state without moving the bin's input embedding. A no-op when
+    they are already apart."""
+    embeddings = model.get_input_embeddings()
+    if model.lm_head.weight is not embeddings.weight:
+        return
+    model.lm_head.weight = torch.nn.Parameter(embeddings.weight.detach().clone())
+    model.config.tie_word_embeddings = False
 
 
 def train_sft(config: SFTConfig, callbacks: Sequence[TrainerCallback] = (), trainer_factory=RexOmniTrainer,
