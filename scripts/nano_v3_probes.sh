@@ -27,6 +27,7 @@
 #                                          oracle_add_binding10_detect: normal-split detection only
 #   scripts/nano_v3_probes.sh plain_binding_untied   plain_binding with untied output embeddings: does the
 #                                          model write more of what its readout finds?
+#                                          oracle_add_xlong_binding_untied: the same on oracle_add_xlong_binding
 #   scripts/nano_v3_probes.sh throughput   stage 1a's SFT, 24 steps, not / batched by task
 # One thread per run plus a data worker (the machine has 2 cores); run two at most side by side.
 set -e
@@ -68,6 +69,9 @@ for variant in "$@"; do
         --set save_steps=500 --set save_total_limit=2 ;;
     oracle_add_xlong_binding) oracle $variant --mode add --set max_steps=2400 --set learning_rate=0.0005 \
         --set warmup_steps=50 --set save_steps=500 --set save_total_limit=2 --set binding_readout=0.5 ;;
+    oracle_add_xlong_binding_untied) oracle $variant --mode add --set max_steps=2400 --set learning_rate=0.0005 \
+        --set warmup_steps=50 --set save_steps=500 --set save_total_limit=2 --set binding_readout=0.5 \
+        --set untie_embeddings=true ;;
     oracle_add_binding10) oracle $variant --mode add --set binding_readout=10 ;;
     oracle_add_binding10_frozen) oracle $variant --mode add --set binding_readout=10 --set freeze_vision=true ;;
     oracle_add_binding10_detect) oracle $variant --mode add --set binding_readout=10 \
