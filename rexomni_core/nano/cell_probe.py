@@ -68,7 +68,8 @@ class CellProbe:
             sets[name] = (self._features(rexomni, items), owned,
                           {key: np.concatenate([getattr(t, key) for t in targets])[owned] for key in PROBED}, centre)
         (all_train_x, train_owned, train_y, _), (all_test_x, test_owned, test_y, test_centre) = sets["train"], sets["test"]
-        scale = all_train_x.std() + 1e-9  # ridge strength comparable across models whose norms differ
+        # Ridge strength comparable across models whose norms differ (the object cells' spread).
+        scale = all_train_x[train_owned].std() + 1e-9
         train_x, test_x = all_train_x[train_owned] / scale, all_test_x[test_owned] / scale
         for key, classes in PROBED.items():
             scores = ridge(train_x, np.eye(classes)[train_y[key]], test_x)
