@@ -242,17 +242,17 @@ def readout_retrieval(checkpoint: Path, count: int = 96, batch_size: int = 16) -
     codes = OracleCodes.load(checkpoint.parent) if (checkpoint.parent / ORACLE_FILE).exists() else None
     rexomni = RexOmni.from_pretrained(str(checkpoint), device="cpu", dtype=torch.float32)
     model, config = rexomni.model.eval(), rexomni.model.config
-    cells = grid_side(rexomni.square_side) ** 2
+    side = grid_side(rexomni.square_side)
+    cells, coordinate_ids = side**2, torch.tensor(rexomni.coordinate_ids)
     readout = None
     if (checkpoint / BindingReadout.FILE).exists():
         readout = BindingReadout(config.text_config.hidden_size, cells, 1.0)
         readout.load(checkpoint)
     stream = OracleStream((MixtureEntry("shapes", "detection", split="normal", absent_phrases=False),), seed=HELDOUT_SEED,
                           square_side=rexomni.square_side)
-    bin_of = coordinate_bin_table(torch.tensor(rexomni.coordinate_ids), config.text_config.vocab_size)
+    bin_of = coordinate_bin_table(coordinate_ids, config.text_config.vocab_size)
     spacers, collate = spacer_token_ids(rexomni.tokenizer), OracleCollator(rexomni)
     right = landed = both = queries = readout_column = answer_column = 0
-    side, coordinate_ids = grid_side(rexomni.square_side), torch.tensor(rexomni.coordinate_ids)
     for start in range(0, count, batch_size):
         items = [stream[i] for i in range(start, min(start + batch_size, count))]
         batch = collate(items)
@@ -265,15 +265,17 @@ def readout_retrieval(checkpoint: Path, count: int = 96, batch_size: int = 16) -
         image_tokens = batch["input_ids"] == config.image_token_id
         objects = _shown(coverage.max(-1).values).reshape(len(items), cells)
         rows, positions = targets.any(dim=-1).nonzero(as_tuple=True)
-        picked = (readout.readout(hidden[rows, positions]).argmax(-1) if readout else torch.zeros_like(rows))
+        picked = readout.readout(hidden[rows, positions]).argmax(-1).tolist() if readout else [None] * len(rows)
         # The model's own first coordinate there (teacher-forced, the most likely bin): its column.
         written = outputs.logits[rows, positions][:, coordinate_ids].argmax(-1) * side // NUM_BINS
-        for row, position, cell, column in zip(rows.tolist(), positions.tolist(), picked.tolist(), written.tolist()):
+        for row, position, cell, column in zip(rows.tolist(), positions.tolist(), picked, written.tolist()):
             region = targets[row, position][image_tokens[row]]
-            on_target, on_object = bool(region[cell]), bool(objects[row, cell])
-            right, landed, both = right + on_target, landed + on_object, both + (on_target and on_object)
             columns = {c % side for c in region.nonzero()[:, 0].tolist()}
-            readout_column, answer_column = readout_column + (cell % side in columns), answer_column + (column in columns)
+            answer_column += column in columns
+            if cell is not None:
+                on_target, on_object = bool(region[cell]), bool(objects[row, cell])
+                right, landed, both = right + on_target, landed + on_object, both + (on_target and on_object)
+                readout_column += cell % side in columns
         queries += len(rows)
     measured = {"checkpoint": str(checkpoint), "codes": codes is not None, "queries": queries,
                 "answer column": round(answer_column / max(queries, 1), 3)}
@@ -305,7 +307,7 @@ _TARGET_COVERAGE = 0.15  # a cell shows a category when its objects cover this s
 # detection request (`RexOmni.chat_text`; a test keeps them equal).
 PROMPT_BEFORE_IMAGE = "<|im_start|>system\nYou are a helpful assistant<|im_end|>\n<|im_start|>user\n<|vision_start|>"
 PROMPT_AFTER_IMAGE = "<|vision_end|>"
-REQUEST_AFTER_IMAGE = "<|vision_end|>Detect {categories}.<|im_end|>\n<|im_start|>assistant\n<|object_ref_start|>"
+REQUEST_AFTER_IMAGE = PROMPT_AFTER_IMAGE + "Detect {categories}.<|im_end|>\n<|im_start|>assistant\n<|object_ref_start|>"
 REQUESTED_PHRASES = 3  # the queried phrase and two others of the world (present or not), shuffled
 CONTEXTS = ("none", "image", "request")
 
@@ -552,14 +554,16 @@ def retrieval_probe(recipe: RetrievalRecipe, codes: OracleCodes = OracleCodes("r
     position_head = None
     if recipe.pointer:
         model = PointerReadout(hidden)
-        score, parameters = model, list(model.parameters())
+        parameters = list(model.parameters())
+        run = lambda batch: (model(batch), None)  # noqa: E731
     else:
         readout = torch.nn.Linear(hidden, cells)
         if recipe.position_weight:
             position_head = CellPositionHead(hidden, grid_side(112))
-        layer = recipe.position_layer if position_head else None
-        forward = partial(retrieval_scores, language_model, readout, rope=recipe.rope == "mrope", hidden_layer=layer)
-        score = (lambda batch: forward(batch)[0]) if position_head else forward
+            run = partial(retrieval_scores, language_model, readout, rope=recipe.rope == "mrope",
+                          hidden_layer=recipe.position_layer)
+        else:
+            run = lambda batch: (retrieval_scores(language_model, readout, batch, rope=recipe.rope == "mrope"), None)  # noqa: E731
         parameters = [*language_model.parameters(), *readout.parameters(),
                       *(position_head.parameters() if position_head else ())]
     optimizer = torch.optim.AdamW(parameters, lr=recipe.learning_rate)
@@ -577,7 +581,7 @@ def retrieval_probe(recipe: RetrievalRecipe, codes: OracleCodes = OracleCodes("r
         if step % recipe.evaluate_every == 0 or step == recipe.steps:
             with torch.no_grad():
                 language_model.eval()
-                scores, cell_hidden = forward(test) if position_head else (score(test), None)
+                scores, cell_hidden = run(test)
             language_model.train()
             picked = scores.argmax(-1, keepdim=True)
             right = float(test.targets.gather(1, picked).float().mean())
@@ -595,7 +599,7 @@ def retrieval_probe(recipe: RetrievalRecipe, codes: OracleCodes = OracleCodes("r
         with torch.set_grad_enabled(not recipe.pointer):  # the pointer learns no embeddings
             batch = retrieval_batch(language_model, tokenizer, table, drawn.scenes, rng, cell_codes=cell_codes,
                                     coverages=drawn.coverages, tower_tokens=drawn.tower_tokens, context=recipe.context)
-        scores, cell_hidden = forward(batch) if position_head else (score(batch), None)
+        scores, cell_hidden = run(batch)
         log_p = scores.log_softmax(-1)
         loss = -log_p.masked_fill(~batch.targets, float("-inf")).logsumexp(-1).mean()
         if position_head:
