@@ -37,6 +37,7 @@ train() { name=$1; kind=$2; shift 2; [ -d runs/probes/$name/final ] && return
   mkdir -p runs/probes
   python -m rexomni_core.cli train "$kind" --set output_dir=runs/probes/$name "$@" > runs/probes/$name.log 2>&1; }
 oracle() { name=$1; shift; [ -d runs/probes/$name/final ] && return
+  mkdir -p runs/probes
   python -m rexomni_core.nano.oracle train --out runs/probes/$name "$@" > runs/probes/$name.log 2>&1; }
 SHAPES=(--config nano_v3_vision --set max_steps=250 --set warmup_steps=20 --set save_steps=250 --set logging_steps=25
         --set 'data.kwargs.mixture=[{world: shapes, split: normal, weight: 3}, {world: shapes, split: few, weight: 1}, {world: shapes, split: dense, weight: 1}]')
