@@ -9,7 +9,10 @@ Four ways to answer the same prompts, one model, one process, in turn:
 - predict via generate: `predict(fast_decode=False)`, the same answers token for token through
   transformers' `generate` (what `predict` ran before the lean loop);
 - generate + parse: `model.generate` on the inputs `RexOmni.encode(images, [chat_text(prompt)])`
-  builds, with the released demo's settings and no logits processor, then `grammar.parse`.
+  builds, with the released demo's settings and no logits processor, then `grammar.parse`;
+- lean loop alone (floor): the same inputs through the lean loop with no logits processor, one
+  token a step: the cost per token of the model's own operations, below which no loop that keeps
+  `generate`'s floating-point results goes (drafting aside, which needs a grammar).
 
 Measured on held-out 5-object shapes scenes (phrases: the categories present): latency p50/p95 at
 batch 1, images/s at batch 8, ms per generated token (time over generated tokens, so the prefill
@@ -46,6 +49,7 @@ sys.path.insert(0, str(REPO_ROOT))
 from rexomni_core.data.worlds import generate as generate_scene  # noqa: E402
 from rexomni_core.grammar import IM_END, parse  # noqa: E402
 from rexomni_core.model import RexOmni, generation_settings  # noqa: E402
+from rexomni_core.model.fast_decode import greedy_decode  # noqa: E402
 from rexomni_core.nano.heldout import HELDOUT_SEED  # noqa: E402
 from rexomni_core.regions import Prediction  # noqa: E402
 from rexomni_core.tasks import MAX_PIXELS, build_prompt  # noqa: E402
@@ -92,21 +96,34 @@ def by_predict(**options) -> Answer:
     return answer
 
 
-def generate_and_parse(model: RexOmni, scenes: list[Scene]) -> list[Prediction]:
-    """`generate` on `encode` + `chat_text` with the released settings, then `parse`."""
-    prompts = [build_prompt("detection", s.categories) for s in scenes]
-    inputs = model.encode([s.image for s in scenes], [model.chat_text(p) for p in prompts]).to(model.device)
-    eos = model.tokenizer.convert_tokens_to_ids(IM_END)
-    settings = generation_settings(model.model.generation_config.max_new_tokens, {})
-    with torch.inference_mode():
-        output = model.model.generate(**inputs, eos_token_id=eos, pad_token_id=model.tokenizer.pad_token_id, **settings)
-    predictions = []
-    for row, scene in zip(output[:, inputs["input_ids"].shape[1]:].tolist(), scenes):
-        row = row[: row.index(eos) + 1] if eos in row else row
-        prediction = parse(model.tokenizer.decode(row, skip_special_tokens=False), *scene.image.size)
-        prediction.num_output_tokens = len(row)
-        predictions.append(prediction)
-    return predictions
+def plain_answers(decode: Callable[[RexOmni, dict, int, dict], torch.Tensor]) -> Answer:
+    """`decode(model, inputs, eos, settings)` on `encode` + `chat_text` with the released
+    settings, then `parse`."""
+    def answer(model: RexOmni, scenes: list[Scene]) -> list[Prediction]:
+        prompts = [build_prompt("detection", s.categories) for s in scenes]
+        inputs = model.encode([s.image for s in scenes], [model.chat_text(p) for p in prompts]).to(model.device)
+        eos = model.tokenizer.convert_tokens_to_ids(IM_END)
+        settings = generation_settings(model.model.generation_config.max_new_tokens, {})
+        with torch.inference_mode():
+            output = decode(model, inputs, eos, settings)
+        predictions = []
+        for row, scene in zip(output[:, inputs["input_ids"].shape[1]:].tolist(), scenes):
+            row = row[: row.index(eos) + 1] if eos in row else row
+            prediction = parse(model.tokenizer.decode(row, skip_special_tokens=False), *scene.image.size)
+            prediction.num_output_tokens = len(row)
+            predictions.append(prediction)
+        return predictions
+    return answer
+
+
+# `model.generate`, no logits processor.
+generate_and_parse = plain_answers(lambda model, inputs, eos, settings: model.model.generate(
+    **inputs, eos_token_id=eos, pad_token_id=model.tokenizer.pad_token_id, **settings))
+# The lean loop with no logits processor (so no repetition penalty, grammar or coordinate mass,
+# other answers than predict's) and one token a step: the model's own operations per token, what
+# any loop that keeps `generate`'s floating-point results costs at least.
+lean_loop_alone = plain_answers(lambda model, inputs, eos, settings: greedy_decode(
+    model.model, inputs, (), settings["max_new_tokens"], eos, model.tokenizer.pad_token_id, jump_forward=False))
 
 
 ARMS: dict[str, Answer] = {
@@ -114,6 +131,7 @@ ARMS: dict[str, Answer] = {
     "predict, free": by_predict(constrained=False),
     "predict via generate": by_predict(fast_decode=False),
     "generate + parse": generate_and_parse,
+    "lean loop alone (floor)": lean_loop_alone,
 }
 BASELINE = "generate + parse"  # the per-token speed-up is against it
 

@@ -152,6 +152,12 @@ def test_coordinate_mass_decides_whether_a_coordinate_comes_next_inside_a_box():
     peaked = torch.randn(2, vocabulary)
     peaked[:, 500] = 40.0  # a sure model decodes exactly as plain greedy
     assert processor(in_box.repeat(2, 1), peaked.clone()).argmax(dim=-1).tolist() == [500, 500]
+    # Ids in one run are read as a slice, others gathered: the same scores either way.
+    gathered = CoordinateMassProcessor(coordinates[::-1], box_start, box_end)
+    assert processor._span == slice(100, 1100) and gathered._span is None
+    for scores in (spread, unsure, torch.randn(3, vocabulary) * 3):
+        ids = in_box.repeat(len(scores), 1)
+        assert torch.equal(processor(ids, scores.clone()), gathered(ids, scores.clone()))
 
 
 def test_coordinate_mass_decoding_is_a_checkpoint_setting(random_nano, tmp_path):
@@ -494,7 +500,7 @@ def test_the_inference_benchmark_runs(random_nano):
     scenes = module.five_object_scenes(2)
     rows = module.measure(model, module.ARMS, scenes)
     text = module.table("random nano", rows)
-    assert "| predict |" in text and "| generate + parse |" in text
+    assert "| predict |" in text and "| generate + parse |" in text and "| lean loop alone (floor) |" in text
     assert all(row.ms_per_token > 0 and row.images_per_second > 0 for row in rows)
 
 

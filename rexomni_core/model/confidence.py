@@ -41,7 +41,7 @@ from transformers import LogitsProcessor
 from ..coords import NUM_BINS, dequantize_xy
 from ..errors import InputError
 from ..regions import Prediction
-from .decoding import AnswerVocabulary
+from .decoding import AnswerVocabulary, coordinate_span
 
 # ±20 bins is 2 % of the image side: an edge within it keeps a box of a fifth of the image at
 # IoU ≥ 0.8 with the one written.
@@ -67,6 +67,7 @@ class TokenProbabilities(LogitsProcessor):
 
     def __init__(self, coordinate_ids: Sequence[int]):
         self.coordinate_ids = torch.as_tensor(list(coordinate_ids), dtype=torch.long)
+        self._span = coordinate_span(coordinate_ids)  # a slice where the ids are one run: a copy, not a gather
         self._probs: torch.Tensor | None = None  # the latest step's distribution
         self._chosen: list[torch.Tensor] = []  # (B,) per step: the token written
         self._p: list[torch.Tensor] = []  # (B,) per step: its probability
@@ -78,7 +79,7 @@ class TokenProbabilities(LogitsProcessor):
         self._probs = scores.float().softmax(dim=-1)
         if self.coordinate_ids.device != self._probs.device:
             self.coordinate_ids = self.coordinate_ids.to(self._probs.device)
-        self._bins.append(self._probs[:, self.coordinate_ids])
+        self._bins.append(self._probs[:, self.coordinate_ids] if self._span is None else self._probs[:, self._span].clone())
         return scores
 
     def _record(self, chosen: torch.Tensor) -> None:

@@ -59,6 +59,7 @@ class CoordinateMassProcessor(LogitsProcessor):
         self.coordinate_ids = torch.as_tensor(list(coordinate_ids))
         self.box_start_id, self.box_end_id = box_start_id, box_end_id
         self._is_coordinate: torch.Tensor | None = None  # vocabulary mask, built at the first step
+        self._span = coordinate_span(coordinate_ids)
 
     def _coordinate_mask(self, vocab_size: int, device: torch.device) -> torch.Tensor:
         mask = self._is_coordinate
@@ -84,11 +85,26 @@ class CoordinateMassProcessor(LogitsProcessor):
         inside_box = torch.tensor(inside, device=scores.device)[:, None]
         is_coordinate = self._coordinate_mask(scores.shape[-1], scores.device)
         probs = scores.float().softmax(dim=-1)
-        coordinate_mass = probs[:, self.coordinate_ids.to(scores.device)].sum(dim=-1)
-        best_other = probs.masked_fill(is_coordinate, 0).max(dim=-1).values
+        if self._span is not None:  # the same sum and maximum, read in place
+            coordinate_mass = probs[:, self._span].sum(dim=-1)
+            others = [part for part in (probs[:, : self._span.start], probs[:, self._span.stop:]) if part.shape[1]]
+            best_other = torch.stack([part.max(dim=-1).values for part in others]).max(dim=0).values
+        else:
+            coordinate_mass = probs[:, self.coordinate_ids.to(scores.device)].sum(dim=-1)
+            best_other = probs.masked_fill(is_coordinate, 0).max(dim=-1).values
         write_coordinate = (coordinate_mass > best_other)[:, None]
         banned = torch.where(write_coordinate, ~is_coordinate, is_coordinate) & inside_box
         return scores.masked_fill(banned, float("-inf"))
+
+
+def coordinate_span(coordinate_ids: Sequence[int]) -> slice | None:
+    """The coordinate ids as one slice of the vocabulary when they are an ascending run (nano's
+    `<0>`…`<999>` are, added in order), so a step reads the bins' scores in place rather than
+    gathering them; None otherwise."""
+    ids = [int(i) for i in coordinate_ids]
+    if ids and ids == list(range(ids[0], ids[0] + len(ids))):
+        return slice(ids[0], ids[0] + len(ids))
+    return None
 
 
 def generation_settings(checkpoint_max_new_tokens: int | None, overrides: Mapping[str, Any]) -> dict[str, Any]:
