@@ -267,6 +267,32 @@ def test_untied_sft_trains_its_own_output_rows_and_saves_them_apart(tmp_path):
     assert model.lm_head.weight is output
 
 
+def test_folding_the_readout_lifts_each_bin_by_its_columns_readout_direction():
+    """Bin b's output row gains strength × (the readout rows of b's grid column averaged, less
+    the mean over columns); input embeddings and other rows stay; a tied model is refused."""
+    rexomni = build_nano(seed=0, text=MICRO.get("text"), vision=MICRO.get("vision"))
+    model = rexomni.model
+    with pytest.raises(ValueError, match="untied"):
+        sft.fold_readout_into_coordinates(model, sft.BindingReadout(model.config.text_config.hidden_size, 4, 1.0),
+                                          rexomni.coordinate_ids, 1.0)
+    sft.untie_output_embeddings(model)
+    hidden = model.config.text_config.hidden_size
+    readout = sft.BindingReadout(hidden, 4, 1.0)  # a 2 x 2 grid: cells (row, column) = 0 (0,0), 1 (0,1), 2 (1,0), 3 (1,1)
+    with torch.no_grad():
+        readout.readout.weight.zero_()
+        readout.readout.weight[1, 0] = readout.readout.weight[3, 0] = 2.0  # column 1 says "feature 0"
+    before, embeddings = model.lm_head.weight.clone(), model.get_input_embeddings().weight.clone()
+    sft.fold_readout_into_coordinates(model, readout, rexomni.coordinate_ids, 0.5)
+    change = model.lm_head.weight - before
+    ids = torch.tensor(rexomni.coordinate_ids)
+    assert torch.equal(change[ids[:500], 0], torch.full((500,), -0.5))  # column 0: 0.5 × (0 − 1)
+    assert torch.equal(change[ids[500:], 0], torch.full((500,), 0.5))  # column 1: 0.5 × (2 − 1)
+    others = torch.ones(len(change), dtype=torch.bool)
+    others[ids] = False
+    assert not change[others].any() and not change[:, 1:].any()
+    assert torch.equal(model.get_input_embeddings().weight, embeddings)
+
+
 def test_lora_sft_saves_a_merged_model_with_its_square_view(tmp_path):
     config = SFTConfig(
         output_dir=str(tmp_path / "lora"), data=TINY_DATA, max_steps=2, batch_size=2,

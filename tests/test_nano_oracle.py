@@ -276,3 +276,33 @@ def test_the_readout_measure_reads_a_checkpoint_with_or_without_codes_and_readou
     assert measured["codes"] is True and measured["queries"] == plain["queries"]
     assert 0 <= measured["right"] <= measured["readout column"] <= 1
     assert 0 <= measured["right of landed"] <= 1 and 0 <= measured["landed"] <= 1
+
+
+def test_fold_writes_a_new_checkpoint_that_changes_only_the_coordinate_rows(tmp_path):
+    """`fold` saves the checkpoint with its readout folded into the coordinate rows
+    (`fold_readout_into_coordinates`) and the readout beside it: the hidden states, hence the
+    readout's own picks, are the checkpoint's, only what the model writes moves. An existing
+    folder and a tied checkpoint are refused."""
+    from rexomni_core.model import RexOmni
+    from rexomni_core.train.sft import BindingReadout, fold_readout_into_coordinates, untie_output_embeddings
+
+    model = build_nano(seed=0, **MICRO)
+    model.square_side, model.max_pixels = 112, 112**2
+    checkpoint = tmp_path / "run" / "checkpoint-1"
+    model.save_pretrained(checkpoint)
+    readout = BindingReadout(64, 16, 1.0)
+    torch.nn.init.normal_(readout.readout.weight, generator=torch.Generator().manual_seed(0))
+    readout.save(checkpoint)
+    with pytest.raises(ValueError, match="untied"):
+        oracle.fold_checkpoint(checkpoint, 1.0, tmp_path / "run" / "tied")
+    untie_output_embeddings(model.model)
+    model.save_pretrained(checkpoint)
+    folded = oracle.fold_checkpoint(checkpoint, 3.0, tmp_path / "run" / "folded")
+    with pytest.raises(InputError, match="exists"):
+        oracle.fold_checkpoint(checkpoint, 1.0, folded)
+    fold_readout_into_coordinates(model.model, readout, model.coordinate_ids, 3.0)
+    reloaded = RexOmni.from_pretrained(str(folded)).model
+    assert reloaded.config.tie_word_embeddings is False
+    torch.testing.assert_close(reloaded.lm_head.weight, model.model.lm_head.weight)
+    before, after = (oracle.readout_retrieval(c, count=4, batch_size=2) for c in (checkpoint, folded))
+    assert {k: before[k] for k in ("right", "landed", "readout column")} == {k: after[k] for k in ("right", "landed", "readout column")}

@@ -15,6 +15,8 @@ capacity or its training signal); if it binds, the tokens are what is missing.
     python -m rexomni_core.nano.oracle eval --run runs/probes/oracle_add [--count 100]
     python -m rexomni_core.nano.oracle eval --model DIR    # the same protocol without codes
     python -m rexomni_core.nano.oracle readout RUN/checkpoint-N   # its binding readout, measured as the toy
+    python -m rexomni_core.nano.oracle fold RUN/checkpoint-N --strength S --out RUN/folded   # readout → x0's rows
+    python -m rexomni_core.nano.oracle eval --run RUN --model RUN/folded   # any checkpoint with RUN's codes
     python -m rexomni_core.nano.oracle retrieval [--cell-positions] [--tower] [--init shipped] [--rope none] [--pointer]
                                                  [--context image|request] [--position-weight 1 --position-layer 1]
 
@@ -284,6 +286,24 @@ def readout_retrieval(checkpoint: Path, count: int = 96, batch_size: int = 16) -
                      "right of landed": round(both / max(landed, 1), 3),
                      "readout column": round(readout_column / max(queries, 1), 3)}
     return measured
+
+
+def fold_checkpoint(checkpoint: Path, strength: float, out: Path) -> Path:
+    """`checkpoint` with its binding readout folded into the coordinate rows
+    (`train/sft.py` `fold_readout_into_coordinates`), saved to `out` with the readout beside it."""
+    from ..train.sft import BindingReadout, fold_readout_into_coordinates
+
+    checkpoint, out = Path(checkpoint), Path(out)
+    if out.exists():
+        raise InputError(f"{out} exists; folding writes a new folder")
+    rexomni = RexOmni.from_pretrained(str(checkpoint), device="cpu", dtype=torch.float32)
+    config = rexomni.model.config
+    readout = BindingReadout(config.text_config.hidden_size, grid_side(rexomni.square_side) ** 2, 1.0)
+    readout.load(checkpoint)
+    fold_readout_into_coordinates(rexomni.model, readout, rexomni.coordinate_ids, strength)
+    rexomni.save_pretrained(out)
+    readout.save(out)
+    return out
 
 
 def _binding(model: RexOmni, codes: OracleCodes | None, count: int, side: int) -> dict:
@@ -640,12 +660,17 @@ def main(argv: list[str] | None = None) -> None:
                            help="an auxiliary head asking each cell's hidden state its row and column (0: none)")
     retrieval.add_argument("--position-layer", type=int, default=RetrievalRecipe.position_layer,
                            help="after how many decoder layers the position head reads the cells")
+    fold = commands.add_parser("fold", help="a checkpoint with its binding readout folded into the coordinate rows")
+    fold.add_argument("checkpoint", type=Path, help="RUN/checkpoint-N (trained with binding_readout, untied)")
+    fold.add_argument("--strength", type=float, required=True)
+    fold.add_argument("--out", type=Path, required=True, help="a new folder beside the checkpoint (its run's codes apply)")
     readout = commands.add_parser("readout", help="an oracle SFT checkpoint's binding readout, measured as the toy")
     readout.add_argument("checkpoint", type=Path, help="RUN/checkpoint-N (trained with binding_readout)")
     readout.add_argument("--count", type=int, default=96)
     evaluate = commands.add_parser("eval", help="held-out detection, error anatomy and binding")
     evaluate.add_argument("--run", type=Path, help="an oracle run folder: its final model, with its codes")
-    evaluate.add_argument("--model", help="any checkpoint, evaluated without codes (default: the shipped nano)")
+    evaluate.add_argument("--model", help="any checkpoint, evaluated without codes unless --run gives them "
+                                           "(default: --run's final model, else the shipped nano)")
     evaluate.add_argument("--count", type=int, default=100)
     evaluate.add_argument("--binding-count", type=int, default=96)
     args = parser.parse_args(argv)
@@ -659,11 +684,14 @@ def main(argv: list[str] | None = None) -> None:
             pointer=args.pointer, scene_pool=args.scene_pool, tower=args.tower, context=args.context,
             position_weight=args.position_weight, position_layer=args.position_layer))
         return
+    if args.command == "fold":
+        print(f"folded: {fold_checkpoint(args.checkpoint, args.strength, args.out)}")
+        return
     if args.command == "readout":
         print(json.dumps(readout_retrieval(args.checkpoint, args.count)))
         return
     codes = OracleCodes.load(args.run) if args.run else None
-    model = RexOmni.from_pretrained(str(args.run / "final") if args.run else args.model, device="cpu")
+    model = RexOmni.from_pretrained(args.model or str(args.run / "final"), device="cpu")
     result = evaluate_oracle(model, codes, args.count, binding_count=args.binding_count)
     print(json.dumps({"run": str(args.run or args.model), "codes": asdict(codes) if codes else None, **result}))
 

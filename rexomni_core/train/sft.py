@@ -19,6 +19,7 @@ packaged files are `train/accelerate/*.yaml`).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -442,6 +443,24 @@ def untie_output_embeddings(model) -> None:
         return
     model.lm_head.weight = torch.nn.Parameter(embeddings.weight.detach().clone())
     model.config.tie_word_embeddings = False
+
+
+def fold_readout_into_coordinates(model, readout: BindingReadout, coordinate_ids: Sequence[int], strength: float) -> None:
+    """Add to each coordinate bin's output row `strength` × the binding readout's direction for
+    the grid column that bin's x falls in (the readout's rows of that column's cells averaged,
+    less the mean over columns): at a box's first coordinate, where the readout finds the named
+    region more often than the model's own x0 does (model card, fourteenth session), the bins of
+    the readout's column then gain its score. The same bins written as y, x1 or y1 gain a term
+    the readout was not trained for. Needs untied output embeddings (the input ones stay)."""
+    if model.lm_head.weight is model.get_input_embeddings().weight:
+        raise ValueError("folding the readout needs untied output embeddings (SFT's untie_embeddings)")
+    side = math.isqrt(readout.cells)
+    columns = readout.readout.weight.detach().view(side, side, -1).mean(dim=0)  # (column, hidden)
+    columns = columns - columns.mean(dim=0, keepdim=True)
+    ids = torch.as_tensor(list(coordinate_ids))
+    column_of_bin = torch.arange(len(ids)) * side // len(ids)
+    with torch.no_grad():
+        model.lm_head.weight[ids] += strength * columns[column_of_bin].to(model.lm_head.weight.dtype)
 
 
 def train_sft(config: SFTConfig, callbacks: Sequence[TrainerCallback] = (), trainer_factory=RexOmniTrainer,
