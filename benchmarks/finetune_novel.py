@@ -13,8 +13,9 @@ against the baseline, the shipped nano, in the same run:
 
 Each prompt asks for the categories its image holds (`present`, the project's protocol, as in the
 model card), so on novel images a model that boxes shapes whatever their colour already scores;
-novel images are also scored with every novel category asked in each prompt (`all`), where
-naming the colour right is what counts.
+novel images are also scored with every novel category asked in each prompt (`all`: ten), where
+naming the colour right is what counts, and the original categories alike with ten asked in each
+prompt (`padded`: the image's own and absent ones drawn to ten), the like-for-like bar for it.
 
     python benchmarks/finetune_novel.py --out runs/bench-finetune              # the target (≈ 1 h)
     python benchmarks/finetune_novel.py --out /tmp/b --n 60 --steps 10 --test 8  # a smoke run
@@ -69,7 +70,7 @@ def main(argv: list[str] | None = None) -> None:
         folders[split] = out / f"heldout-{split}-{args.test}"
         write_synthetic_dataset(folders[split], "shapes", args.test, seed=HELDOUT_SEED, split=split, progress=True)
     test_sets = {"novel": (folders["novel"], "present"), "novel-all": (folders["novel"], "all"),
-                 "normal": (folders["normal"], "present")}
+                 "normal": (folders["normal"], "present"), "normal-padded": (folders["normal"], "padded")}
     start_name = "shipped nano" if args.model is None else f"start: {args.model}"
     rows = {start_name: {"metrics": evaluate(args.model, test_sets, out / "eval" / "start")}}
     length = {"minutes": args.minutes} if args.steps is None else {"steps": args.steps}
@@ -84,26 +85,33 @@ def main(argv: list[str] | None = None) -> None:
             "training_minutes": result.metrics["training_minutes"], "steps": result.metrics["steps"],
             "wall_minutes_finetune_command": round(wall / 60, 1),
         }
-    baseline = rows[start_name]["metrics"]["normal"]["f1@0.5"]
+    start = rows[start_name]["metrics"]
+    baseline, baseline_ten = start["normal"]["f1@0.5"], start["normal-padded"]["f1@0.5"]
     settings = FinetuneOptions(**length, **extra)
     summary = {"n": args.n, "test_images": args.test, "options": {**length, **extra, "rehearsal": settings.rehearsal},
-               "target_novel_f1": round(0.8 * baseline, 4), "rows": rows}
+               "target_novel_f1": round(0.8 * baseline, 4), "target_novel_all_f1": round(0.8 * baseline_ten, 4),
+               "rows": rows}
     (out / "benchmark.json").write_text(json.dumps(summary, indent=1))
-    print(table(rows, baseline))
+    print(table(rows, baseline, baseline_ten))
 
 
-def table(rows: dict[str, dict], baseline: float) -> str:
+def table(rows: dict[str, dict], baseline: float, baseline_ten: float) -> str:
+    """The before/after table; the last two columns are the target's ratios, each against the shipped
+    nano's own categories asked alike (present / ten asked)."""
     lines = [
-        "| model | training | novel F1@0.5 (present / all asked) | novel F1@mIoU (present) | original F1@0.5 "
-        "| original change | novel (present) / shipped original |",
-        "|---|---|---|---|---|---|---|",
+        "| model | training | novel F1@0.5 (present / all ten asked) | novel F1@mIoU (present) "
+        "| original F1@0.5 (present / ten asked) | original change (present / ten asked) "
+        "| novel / shipped original (present) | novel / shipped original (ten asked) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, row in rows.items():
-        novel, every, normal = (row["metrics"][key] for key in ("novel", "novel-all", "normal"))
+        novel, every, normal, ten = (row["metrics"][key] for key in ("novel", "novel-all", "normal", "normal-padded"))
         training = "—" if "steps" not in row else f"{row['steps']} steps, {row['training_minutes']} min"
         lines.append(
             f"| {name} | {training} | {novel['f1@0.5']:.3f} / {every['f1@0.5']:.3f} | {novel['f1@miou']:.3f} | "
-            f"{normal['f1@0.5']:.3f} | {normal['f1@0.5'] - baseline:+.3f} | {novel['f1@0.5'] / baseline:.0%} |"
+            f"{normal['f1@0.5']:.3f} / {ten['f1@0.5']:.3f} | {normal['f1@0.5'] - baseline:+.3f} / "
+            f"{ten['f1@0.5'] - baseline_ten:+.3f} | {novel['f1@0.5'] / baseline:.0%} | "
+            f"{every['f1@0.5'] / max(baseline_ten, 1e-9):.0%} |"
         )
     return "\n".join(lines)
 

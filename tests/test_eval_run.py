@@ -74,6 +74,24 @@ def test_dataset_folder_and_queries(dataset):
         [[10, 10, 50, 40]], [[100, 20, 150, 70]], [[60, 40, 90, 70]]]
 
 
+def test_padded_prompts_ask_the_present_categories_and_seeded_absent_ones_up_to_ten(dataset):
+    """`padded`: every present category, absent ones drawn per image (the same on every run) to
+    PADDED_PHRASES in all, in the dataset's category order; a dataset of fewer asks all of them."""
+    from rexomni_core.eval.run import PADDED_PHRASES
+
+    names = [f"{colour} {shape}" for colour in ("red", "blue", "green") for shape in ("circle", "star", "square", "hexagon")]
+    payload = {**GT, "categories": [{"id": i + 1, "name": n} for i, n in enumerate(names)]}
+    present = [[names[a["category_id"] - 1] for a in GT["annotations"] if a["image_id"] == image["id"]]
+               for image in GT["images"]]
+    queries = build_queries(payload, dataset, "detection", "padded")
+    assert [len(q.categories) for q in queries] == [PADDED_PHRASES] * len(queries)
+    for query, held in zip(queries, present):
+        assert set(held) <= set(query.categories) and query.categories == sorted(query.categories, key=names.index)
+    assert queries[0].categories != queries[1].categories  # drawn per image
+    assert [q.categories for q in build_queries(payload, dataset, "detection", "padded")] == [q.categories for q in queries]
+    assert [q.categories for q in build_queries(GT, dataset, "detection", "padded")] == [["red circle", "blue star"]] * 2
+
+
 @pytest.mark.parametrize("task, key", [("detection", "f1@0.5"), ("pointing", "f1@point"), ("visual_prompting", "f1@0.5")])
 def test_a_perfect_model_scores_one(dataset, tmp_path, task, key):
     metrics = evaluate_model(TruthModel(), dataset, task, tmp_path / "out")

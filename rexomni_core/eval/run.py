@@ -9,7 +9,10 @@ answers.
 
 Which phrases a prompt names is a choice the paper's tables depend on: `present` (default) asks,
 per image, for the categories that image has; `all` asks for every category of the dataset, so
-hallucinated categories count as false positives. OCR asks per image for each granularity present
+hallucinated categories count as false positives; `padded` asks for the image's categories and
+absent ones drawn at random (seeded by the image id) up to `PADDED_PHRASES`, in the dataset's
+order, so a model must tell the asked categories apart as it must when `all` asks a dataset of that
+many (the shapes world's `novel` split has ten). OCR asks per image for each granularity present
 (`word`, `text line`); GUI grounding asks once per element, named "<label> <role>" as the data
 engine names it; keypoints ask per image for `person`.
 """
@@ -20,6 +23,7 @@ import hashlib
 import inspect
 import json
 import os
+import random
 import sys
 import warnings
 from collections.abc import Iterator
@@ -50,7 +54,8 @@ from .points import gui_grounding_accuracy, pointing_f1_arrays, pointing_summary
 # Task families scored query by query against ground-truth regions rebuilt from the COCO file;
 # the answers of the others (boxes, points) are scored together as one COCO results list.
 PER_QUERY_FAMILIES = ("ocr", "gui", "keypoints")
-CATEGORY_CHOICES = ("present", "all")
+CATEGORY_CHOICES = ("present", "all", "padded")
+PADDED_PHRASES = 10  # phrases a `padded` prompt names (fewer where the dataset has fewer)
 RUN_RECORD = "run.json"  # beside answers.jsonl: what its answers are answers to
 
 
@@ -118,10 +123,20 @@ def build_queries(
                 queries.append(Query(f"{image['id']}/{category_id}", image["id"], path,
                                      visual_prompt_boxes=[bbox_to_xyxy(bbox)], category_id=category_id))
             continue
-        asked = present if categories == "present" else list(names.values())
+        if categories == "padded":
+            asked = _padded(present, names, image["id"])
+        else:
+            asked = present if categories == "present" else list(names.values())
         if asked:
             queries.append(Query(str(image["id"]), image["id"], path, categories=asked))
     return queries
+
+
+def _padded(present: list[str], names: dict[int, str], image_id: int) -> list[str]:
+    """`present` and absent categories drawn for `image_id` up to PADDED_PHRASES, in dataset order."""
+    absent = [name for name in names.values() if name not in present]
+    drawn = random.Random(image_id).sample(absent, min(len(absent), max(0, PADDED_PHRASES - len(present))))
+    return [name for name in names.values() if name in present or name in drawn]
 
 
 def _check_query_fields(payload: dict, task: Task, file: str) -> None:
