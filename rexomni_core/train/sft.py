@@ -451,7 +451,9 @@ def fold_readout_into_coordinates(model, readout: BindingReadout, coordinate_ids
     less the mean over columns): at a box's first coordinate, where the readout finds the named
     region more often than the model's own x0 does (model card, fourteenth session), the bins of
     the readout's column then gain its score. The same bins written as y, x1 or y1 gain a term
-    the readout was not trained for. Needs untied output embeddings (the input ones stay)."""
+    the readout was not trained for. Needs untied output embeddings (the input ones stay).
+    A probe (`nano/oracle.py fold`): x0 then lands in the readout's column, but not at the
+    object's edge, and the answers are no better (model card, fifteenth session)."""
     if model.lm_head.weight is model.get_input_embeddings().weight:
         raise ValueError("folding the readout needs untied output embeddings (SFT's untie_embeddings)")
     side = math.isqrt(readout.cells)
