@@ -28,6 +28,8 @@
 #   scripts/nano_v3_probes.sh plain_binding_untied   plain_binding with untied output embeddings: does the
 #                                          model write more of what its readout finds?
 #                                          oracle_add_xlong_binding_untied: the same on oracle_add_xlong_binding
+#   scripts/nano_v3_probes.sh four_worlds   (fifteenth session) the shipped nano continued 1 200 steps on
+#                                          stage 1b's mixture over all four worlds (nano_v3_sft2's), at its 112²
 #   scripts/nano_v3_probes.sh throughput   stage 1a's SFT, 24 steps, not / batched by task
 # One thread per run plus a data worker (the machine has 2 cores); run two at most side by side.
 set -e
@@ -42,6 +44,15 @@ oracle() { name=$1; shift; [ -d runs/probes/$name/final ] && return
 SHAPES=(--config nano_v3_vision --set max_steps=250 --set warmup_steps=20 --set save_steps=250 --set logging_steps=25
         --set 'data.kwargs.mixture=[{world: shapes, split: normal, weight: 3}, {world: shapes, split: few, weight: 1}, {world: shapes, split: dense, weight: 1}]')
 HEADS='{char: 0, keypoints: 0}'
+FOUR_WORLDS='[{world: shapes, task: detection, split: normal, weight: 2.0, absent_phrases: false},
+  {world: shapes, task: pointing, split: normal, weight: 2.0, absent_phrases: false},
+  {world: shapes, task: detection, split: normal, weight: 0.75}, {world: shapes, task: pointing, split: normal, weight: 0.75},
+  {world: shapes, task: detection, split: dense, weight: 0.5}, {world: shapes, task: visual_prompting, split: normal, weight: 1.0},
+  {world: shapes, task: referring, split: normal, weight: 1.0},
+  {world: shapes, task: detection, split: few, weight: 0.5, absent_phrases: false},
+  {world: ocr, task: ocr_box, weight: 1.0}, {world: ocr, task: ocr_polygon, weight: 0.3},
+  {world: gui, task: gui_grounding, weight: 1.0}, {world: gui, task: gui_pointing, weight: 0.5},
+  {world: keypoints, task: keypoint, weight: 1.0}]'  # nano_v3_sft2's mixture
 CONTINUED=(--config nano_ladder4_shapes --set model=rexomni_core/assets/nano --set data.kwargs.seed=61 --set max_steps=400
            --set learning_rate=0.0002 --set warmup_steps=20 --set bf16=false --set save_steps=100 --set save_total_limit=5
            --set batch_by_task=true --set dataloader_num_workers=1 --set probe_test_images=100
@@ -78,6 +89,8 @@ for variant in "$@"; do
     oracle_add_binding10_detect) oracle $variant --mode add --set binding_readout=10 \
         --set 'data.kwargs.mixture=[{world: shapes, task: detection, split: normal, weight: 1, absent_phrases: false}]' ;;
     oracle_add_binding) oracle $variant --mode add --set binding_readout=0.5 ;;
+    four_worlds) train v2_four_worlds sft "${CONTINUED[@]}" --set dense_weight=0 --set probe_test_images=0 \
+        --set max_steps=1200 --set save_steps=300 --set save_total_limit=2 --set "data.kwargs.mixture=$FOUR_WORLDS" ;;
     plain_binding) train v2_plain_binding sft "${CONTINUED[@]}" --set dense_weight=0 --set binding_readout=0.5 ;;
     plain_binding_untied) train v2_plain_binding_untied sft "${CONTINUED[@]}" --set dense_weight=0 --set binding_readout=0.5 \
         --set untie_embeddings=true ;;
