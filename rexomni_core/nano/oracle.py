@@ -246,10 +246,7 @@ def readout_retrieval(checkpoint: Path, count: int = 96, batch_size: int = 16) -
     model, config = rexomni.model.eval(), rexomni.model.config
     side = grid_side(rexomni.square_side)
     cells, coordinate_ids = side**2, torch.tensor(rexomni.coordinate_ids)
-    readout = None
-    if (checkpoint / BindingReadout.FILE).exists():
-        readout = BindingReadout(config.text_config.hidden_size, cells, 1.0)
-        readout.load(checkpoint)
+    readout = _checkpoint_readout(checkpoint, rexomni) if (checkpoint / BindingReadout.FILE).exists() else None
     stream = OracleStream((MixtureEntry("shapes", "detection", split="normal", absent_phrases=False),), seed=HELDOUT_SEED,
                           square_side=rexomni.square_side)
     bin_of = coordinate_bin_table(coordinate_ids, config.text_config.vocab_size)
@@ -291,19 +288,26 @@ def readout_retrieval(checkpoint: Path, count: int = 96, batch_size: int = 16) -
 def fold_checkpoint(checkpoint: Path, strength: float, out: Path) -> Path:
     """`checkpoint` with its binding readout folded into the coordinate rows
     (`train/sft.py` `fold_readout_into_coordinates`), saved to `out` with the readout beside it."""
-    from ..train.sft import BindingReadout, fold_readout_into_coordinates
+    from ..train.sft import fold_readout_into_coordinates
 
     checkpoint, out = Path(checkpoint), Path(out)
     if out.exists():
         raise InputError(f"{out} exists; folding writes a new folder")
     rexomni = RexOmni.from_pretrained(str(checkpoint), device="cpu", dtype=torch.float32)
-    config = rexomni.model.config
-    readout = BindingReadout(config.text_config.hidden_size, grid_side(rexomni.square_side) ** 2, 1.0)
-    readout.load(checkpoint)
+    readout = _checkpoint_readout(checkpoint, rexomni)
     fold_readout_into_coordinates(rexomni.model, readout, rexomni.coordinate_ids, strength)
     rexomni.save_pretrained(out)
     readout.save(out)
     return out
+
+
+def _checkpoint_readout(checkpoint: Path, rexomni: RexOmni):
+    """The binding readout SFT saved in `checkpoint`, over the cells of the model's square view."""
+    from ..train.sft import BindingReadout
+
+    readout = BindingReadout(rexomni.model.config.text_config.hidden_size, grid_side(rexomni.square_side) ** 2, 1.0)
+    readout.load(checkpoint)
+    return readout
 
 
 def _binding(model: RexOmni, codes: OracleCodes | None, count: int, side: int) -> dict:
@@ -691,7 +695,7 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(readout_retrieval(args.checkpoint, args.count)))
         return
     codes = OracleCodes.load(args.run) if args.run else None
-    model = RexOmni.from_pretrained(args.model or str(args.run / "final"), device="cpu")
+    model = RexOmni.from_pretrained(args.model or (str(args.run / "final") if args.run else None), device="cpu")
     result = evaluate_oracle(model, codes, args.count, binding_count=args.binding_count)
     print(json.dumps({"run": str(args.run or args.model), "codes": asdict(codes) if codes else None, **result}))
 
